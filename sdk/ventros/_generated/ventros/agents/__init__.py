@@ -56,9 +56,7 @@ class AgentCategory(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.enum_types_by_name[
-            "AgentCategory"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.enum_types_by_name["AgentCategory"]
 
     SALES = 0
 
@@ -75,9 +73,7 @@ class ChunkType(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.enum_types_by_name[
-            "ChunkType"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.enum_types_by_name["ChunkType"]
 
     THOUGHT = 0
 
@@ -95,9 +91,7 @@ class AgentInfo(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "AgentInfo"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["AgentInfo"]
 
     type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -108,13 +102,9 @@ class AgentInfo(betterproto2.Message):
 
     description: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    capabilities: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    capabilities: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    required_inputs: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    required_inputs: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
     """
     Request fields the agent needs, e.g. ["contact_id", "message", "channel_id"].
     """
@@ -138,17 +128,11 @@ class AgentSchema(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "AgentSchema"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["AgentSchema"]
 
-    input_fields: "list[Field]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    input_fields: "list[Field]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    output_fields: "list[Field]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    output_fields: "list[Field]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("ventros.agents", "AgentSchema", AgentSchema)
@@ -159,22 +143,16 @@ class AgentStreamChunk(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "AgentStreamChunk"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["AgentStreamChunk"]
 
-    type: "ChunkType" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ChunkType(0)
-    )
+    type: "ChunkType" = betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ChunkType(0))
 
     content: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     metadata: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
     """
     FINAL carries "confidence", "intent", "latency_ms" and "suggested_actions" (comma-separated).
@@ -182,9 +160,7 @@ class AgentStreamChunk(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "ventros.agents", "AgentStreamChunk", AgentStreamChunk
-)
+default_message_pool.register_message("ventros.agents", "AgentStreamChunk", AgentStreamChunk)
 
 
 @dataclass(eq=False, repr=False)
@@ -192,13 +168,9 @@ class AgentThoughts(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "AgentThoughts"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["AgentThoughts"]
 
-    reasoning_steps: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    reasoning_steps: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     final_answer: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -211,24 +183,18 @@ class Example(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "Example"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["Example"]
 
     input: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     output: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     description: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -246,18 +212,12 @@ class ExecuteAgentBatchRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ExecuteAgentBatchRequest"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ExecuteAgentBatchRequest"]
 
-    requests: "list[ExecuteAgentRequest]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    requests: "list[ExecuteAgentRequest]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "ventros.agents", "ExecuteAgentBatchRequest", ExecuteAgentBatchRequest
-)
+default_message_pool.register_message("ventros.agents", "ExecuteAgentBatchRequest", ExecuteAgentBatchRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -269,13 +229,9 @@ class ExecuteAgentBatchResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ExecuteAgentBatchResponse"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ExecuteAgentBatchResponse"]
 
-    responses: "list[ExecuteAgentResponse]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    responses: "list[ExecuteAgentResponse]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -288,9 +244,7 @@ class ExecuteAgentRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ExecuteAgentRequest"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ExecuteAgentRequest"]
 
     agent_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -320,25 +274,19 @@ class ExecuteAgentRequest(betterproto2.Message):
     context: "dict[str, str]" = betterproto2.field(
         6,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
     """
     Optional: at most 64 entries; keys at most 128 bytes, values at most 4096 bytes.
     """
 
-    options: "ExecutionOptions | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "ExecutionOptions | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Optional: an absent message means every option takes its default.
     """
 
 
-default_message_pool.register_message(
-    "ventros.agents", "ExecuteAgentRequest", ExecuteAgentRequest
-)
+default_message_pool.register_message("ventros.agents", "ExecuteAgentRequest", ExecuteAgentRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -346,9 +294,7 @@ class ExecuteAgentResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ExecuteAgentResponse"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ExecuteAgentResponse"]
 
     response: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -359,9 +305,7 @@ class ExecuteAgentResponse(betterproto2.Message):
     In [0.0, 1.0].
     """
 
-    suggested_actions: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    suggested_actions: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
     """
     Drawn from the documented action vocabulary (docs/contract.md), e.g. "create_lead",
     "update_pipeline_status", "send_product_catalog", "open_ticket", "offer_discount".
@@ -370,9 +314,7 @@ class ExecuteAgentResponse(betterproto2.Message):
     metadata: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
     """
     Always carries "llm_backend" and "memory" ("ok" or "unavailable": when the memory service
@@ -384,18 +326,12 @@ class ExecuteAgentResponse(betterproto2.Message):
     Measured wall time of the run on the server.
     """
 
-    tool_calls: "list[ToolCall]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tool_calls: "list[ToolCall]" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    thoughts: "AgentThoughts | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    thoughts: "AgentThoughts | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "ventros.agents", "ExecuteAgentResponse", ExecuteAgentResponse
-)
+default_message_pool.register_message("ventros.agents", "ExecuteAgentResponse", ExecuteAgentResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -403,9 +339,7 @@ class ExecutionOptions(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ExecutionOptions"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ExecutionOptions"]
 
     timeout_ms: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
@@ -429,9 +363,7 @@ class ExecutionOptions(betterproto2.Message):
     0 means the default, 1024. At most 8192; negative or larger is INVALID_ARGUMENT.
     """
 
-    temperature: "float | None" = betterproto2.field(
-        5, betterproto2.TYPE_FLOAT, optional=True
-    )
+    temperature: "float | None" = betterproto2.field(5, betterproto2.TYPE_FLOAT, optional=True)
     """
     Unset means the default, 0.7. Range [0.0, 2.0], else INVALID_ARGUMENT.
     Declared `optional` (same number and wire type as the spec's plain float) so an explicit 0.0
@@ -440,9 +372,7 @@ class ExecutionOptions(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "ventros.agents", "ExecutionOptions", ExecutionOptions
-)
+default_message_pool.register_message("ventros.agents", "ExecutionOptions", ExecutionOptions)
 
 
 @dataclass(eq=False, repr=False)
@@ -450,9 +380,7 @@ class Field(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "Field"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["Field"]
 
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -503,17 +431,11 @@ class GetAgentCapabilitiesResponse(betterproto2.Message):
             "GetAgentCapabilitiesResponse"
         ]
 
-    agent: "AgentInfo | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    agent: "AgentInfo | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    schema: "AgentSchema | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    schema: "AgentSchema | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
-    examples: "list[Example]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    examples: "list[Example]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -530,16 +452,12 @@ class ListAgentsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListAgentsRequest"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ListAgentsRequest"]
 
     pass
 
 
-default_message_pool.register_message(
-    "ventros.agents", "ListAgentsRequest", ListAgentsRequest
-)
+default_message_pool.register_message("ventros.agents", "ListAgentsRequest", ListAgentsRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -547,13 +465,9 @@ class ListAgentsResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListAgentsResponse"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ListAgentsResponse"]
 
-    agents: "list[AgentInfo]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    agents: "list[AgentInfo]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     total_count: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
     """
@@ -561,9 +475,7 @@ class ListAgentsResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "ventros.agents", "ListAgentsResponse", ListAgentsResponse
-)
+default_message_pool.register_message("ventros.agents", "ListAgentsResponse", ListAgentsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -575,9 +487,7 @@ class StreamAgentRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "StreamAgentRequest"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["StreamAgentRequest"]
 
     agent_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -592,19 +502,13 @@ class StreamAgentRequest(betterproto2.Message):
     context: "dict[str, str]" = betterproto2.field(
         6,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    options: "ExecutionOptions | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "ExecutionOptions | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "ventros.agents", "StreamAgentRequest", StreamAgentRequest
-)
+default_message_pool.register_message("ventros.agents", "StreamAgentRequest", StreamAgentRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -612,18 +516,14 @@ class ToolCall(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name[
-            "ToolCall"
-        ]
+        return VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR.message_types_by_name["ToolCall"]
 
     tool_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     input: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     output: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -765,9 +665,7 @@ VENTROS_AGENTS_GO_TO_PYTHON_PROTO_DESCRIPTOR = default_google_proto_descriptor_p
 
 
 class AgentServiceBase(betterproto2_grpclib.ServiceBase):
-    async def list_available_agents(
-        self, message: "ListAgentsRequest"
-    ) -> "ListAgentsResponse":
+    async def list_available_agents(self, message: "ListAgentsRequest") -> "ListAgentsResponse":
         """
         Catalogue of the agents this server runs. Always OK.
         """
@@ -785,9 +683,7 @@ class AgentServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def execute_agent(
-        self, message: "ExecuteAgentRequest"
-    ) -> "ExecuteAgentResponse":
+    async def execute_agent(self, message: "ExecuteAgentRequest") -> "ExecuteAgentResponse":
         """
         Runs one agent to completion. Default deadline 30 s (options.timeout_ms), never above 60 s.
         INVALID_ARGUMENT: see ExecuteAgentRequest. NOT_FOUND: unknown agent_type.
@@ -810,9 +706,7 @@ class AgentServiceBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield AgentStreamChunk()
 
-    async def execute_agent_batch(
-        self, message: "ExecuteAgentBatchRequest"
-    ) -> "ExecuteAgentBatchResponse":
+    async def execute_agent_batch(self, message: "ExecuteAgentBatchRequest") -> "ExecuteAgentBatchResponse":
         """
         Runs up to 32 requests concurrently (at most 4 at a time), answering in request order.
         A failed item does not fail the batch: its response carries metadata["status"] (the gRPC
@@ -831,8 +725,7 @@ class AgentServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_get_agent_capabilities(
-        self,
-        stream: "grpclib.server.Stream[GetAgentCapabilitiesRequest, GetAgentCapabilitiesResponse]",
+        self, stream: "grpclib.server.Stream[GetAgentCapabilitiesRequest, GetAgentCapabilitiesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -859,8 +752,7 @@ class AgentServiceBase(betterproto2_grpclib.ServiceBase):
         )
 
     async def __rpc_execute_agent_batch(
-        self,
-        stream: "grpclib.server.Stream[ExecuteAgentBatchRequest, ExecuteAgentBatchResponse]",
+        self, stream: "grpclib.server.Stream[ExecuteAgentBatchRequest, ExecuteAgentBatchResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None

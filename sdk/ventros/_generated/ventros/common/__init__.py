@@ -31,9 +31,7 @@ class ErrorDetails(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_COMMON_ERRORS_PROTO_DESCRIPTOR.message_types_by_name[
-            "ErrorDetails"
-        ]
+        return VENTROS_COMMON_ERRORS_PROTO_DESCRIPTOR.message_types_by_name["ErrorDetails"]
 
     code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -49,9 +47,7 @@ class ErrorDetails(betterproto2.Message):
     metadata: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
     """
     Structured context. Validation errors always set "field" to the offending
@@ -59,9 +55,7 @@ class ErrorDetails(betterproto2.Message):
     "retry_after_ms".
     """
 
-    suggestions: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    suggestions: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
     """
     Concrete next steps, e.g. "Try CustomerServiceAgent instead".
     """

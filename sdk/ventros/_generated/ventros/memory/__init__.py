@@ -56,9 +56,7 @@ class SearchMode(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.enum_types_by_name[
-            "SearchMode"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.enum_types_by_name["SearchMode"]
 
     HYBRID = 0
 
@@ -74,9 +72,7 @@ class ContactProfile(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "ContactProfile"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["ContactProfile"]
 
     contact_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -96,15 +92,11 @@ class ContactProfile(betterproto2.Message):
     custom_fields: "dict[str, str]" = betterproto2.field(
         7,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
-default_message_pool.register_message(
-    "ventros.memory", "ContactProfile", ContactProfile
-)
+default_message_pool.register_message("ventros.memory", "ContactProfile", ContactProfile)
 
 
 @dataclass(eq=False, repr=False)
@@ -112,9 +104,7 @@ class ContactStats(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "ContactStats"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["ContactStats"]
 
     total_messages: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
@@ -123,17 +113,11 @@ class ContactStats(betterproto2.Message):
     lifetime_value: "float" = betterproto2.field(3, betterproto2.TYPE_FLOAT)
 
     first_contact: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     last_activity: "datetime.datetime | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     churn_risk: "float" = betterproto2.field(6, betterproto2.TYPE_FLOAT)
@@ -150,9 +134,7 @@ class Edge(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "Edge"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["Edge"]
 
     from_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -166,10 +148,7 @@ class Edge(betterproto2.Message):
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -181,9 +160,7 @@ class GetContactContextRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetContactContextRequest"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["GetContactContextRequest"]
 
     contact_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -202,9 +179,7 @@ class GetContactContextRequest(betterproto2.Message):
     Bounds recent_memories and recent_messages separately.
     """
 
-    entity_types: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    entity_types: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
     """
     Empty means everything. Otherwise recent_messages is filled only when "message" is listed,
     recent_memories keeps only memory types listed, and graph nodes (other than the contact) keep
@@ -212,9 +187,7 @@ class GetContactContextRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "ventros.memory", "GetContactContextRequest", GetContactContextRequest
-)
+default_message_pool.register_message("ventros.memory", "GetContactContextRequest", GetContactContextRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -222,35 +195,23 @@ class GetContactContextResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetContactContextResponse"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["GetContactContextResponse"]
 
-    profile: "ContactProfile | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    profile: "ContactProfile | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    recent_memories: "list[Memory]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    recent_memories: "list[Memory]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Newest first.
     """
 
-    recent_messages: "list[Message]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    recent_messages: "list[Message]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Newest first.
     """
 
-    graph: "KnowledgeGraph | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    graph: "KnowledgeGraph | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
-    stats: "ContactStats | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    stats: "ContactStats | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
     latency_ms: "float" = betterproto2.field(6, betterproto2.TYPE_FLOAT)
 
@@ -265,9 +226,7 @@ class GetRelatedEntitiesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetRelatedEntitiesRequest"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["GetRelatedEntitiesRequest"]
 
     entity_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -279,9 +238,7 @@ class GetRelatedEntitiesRequest(betterproto2.Message):
     Optional: when set, the node must have this type, else NOT_FOUND.
     """
 
-    target_types: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    target_types: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
     """
     Only entities of these types are returned (traversal still passes through others).
     Empty means every type.
@@ -312,9 +269,7 @@ class GetRelatedEntitiesResponse(betterproto2.Message):
             "GetRelatedEntitiesResponse"
         ]
 
-    entities: "list[RelatedEntityResult]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    entities: "list[RelatedEntityResult]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Sorted by relevance, descending; the start entity itself is never included.
     """
@@ -332,22 +287,14 @@ class KnowledgeGraph(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "KnowledgeGraph"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["KnowledgeGraph"]
 
-    nodes: "list[Node]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    nodes: "list[Node]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    edges: "list[Edge]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    edges: "list[Edge]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "ventros.memory", "KnowledgeGraph", KnowledgeGraph
-)
+default_message_pool.register_message("ventros.memory", "KnowledgeGraph", KnowledgeGraph)
 
 
 @dataclass(eq=False, repr=False)
@@ -355,9 +302,7 @@ class Memory(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "Memory"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["Memory"]
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -374,15 +319,10 @@ class Memory(betterproto2.Message):
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
-    embedding: "list[float]" = betterproto2.field(
-        6, betterproto2.TYPE_FLOAT, repeated=True
-    )
+    embedding: "list[float]" = betterproto2.field(6, betterproto2.TYPE_FLOAT, repeated=True)
     """
     Only when requested through include_fields. Its length is the server's embedder dimension.
     """
@@ -390,14 +330,10 @@ class Memory(betterproto2.Message):
     metadata: "dict[str, str]" = betterproto2.field(
         7,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    related: "list[RelatedEntity]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    related: "list[RelatedEntity]" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("ventros.memory", "Memory", Memory)
@@ -408,9 +344,7 @@ class Message(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "Message"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["Message"]
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -419,10 +353,7 @@ class Message(betterproto2.Message):
     is_inbound: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
     sent_at: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     channel: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -436,9 +367,7 @@ class Node(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "Node"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["Node"]
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -447,9 +376,7 @@ class Node(betterproto2.Message):
     properties: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -461,9 +388,7 @@ class RelatedEntity(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "RelatedEntity"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["RelatedEntity"]
 
     entity_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -495,13 +420,9 @@ class RelatedEntityResult(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "RelatedEntityResult"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["RelatedEntityResult"]
 
-    entity: "Node | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    entity: "Node | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     path: "list[Edge]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
     """
@@ -514,9 +435,7 @@ class RelatedEntityResult(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "ventros.memory", "RelatedEntityResult", RelatedEntityResult
-)
+default_message_pool.register_message("ventros.memory", "RelatedEntityResult", RelatedEntityResult)
 
 
 @dataclass(eq=False, repr=False)
@@ -524,9 +443,7 @@ class SearchMemoriesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "SearchMemoriesRequest"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["SearchMemoriesRequest"]
 
     contact_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -544,23 +461,17 @@ class SearchMemoriesRequest(betterproto2.Message):
     0 means the default, 10. At most 100; negative or larger is INVALID_ARGUMENT.
     """
 
-    memory_types: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    memory_types: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
     """
     Only memories whose memory_type is in this list; empty means every type. At most 32 entries.
     """
 
-    mode: "SearchMode" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: SearchMode(0)
-    )
+    mode: "SearchMode" = betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: SearchMode(0))
     """
     An unknown enum value is INVALID_ARGUMENT.
     """
 
-    include_fields: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    include_fields: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
     """
     Which optional Memory fields to fill: any of "content", "embedding", "metadata", "related".
     Empty means "content", "metadata" and "related" (everything except the embedding, which is
@@ -569,9 +480,7 @@ class SearchMemoriesRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "ventros.memory", "SearchMemoriesRequest", SearchMemoriesRequest
-)
+default_message_pool.register_message("ventros.memory", "SearchMemoriesRequest", SearchMemoriesRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -579,13 +488,9 @@ class SearchMemoriesResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "SearchMemoriesResponse"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["SearchMemoriesResponse"]
 
-    memories: "list[Memory]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    memories: "list[Memory]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     At most `limit`, sorted by relevance_score, descending.
     """
@@ -600,17 +505,13 @@ class SearchMemoriesResponse(betterproto2.Message):
     Number of matching memories before `limit` was applied (>= len(memories)).
     """
 
-    metadata: "SearchMetadata | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "SearchMetadata | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Always set.
     """
 
 
-default_message_pool.register_message(
-    "ventros.memory", "SearchMemoriesResponse", SearchMemoriesResponse
-)
+default_message_pool.register_message("ventros.memory", "SearchMemoriesResponse", SearchMemoriesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -618,9 +519,7 @@ class SearchMetadata(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "SearchMetadata"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["SearchMetadata"]
 
     vector_matches: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
@@ -641,9 +540,7 @@ class SearchMetadata(betterproto2.Message):
     graph_weight: "float" = betterproto2.field(6, betterproto2.TYPE_FLOAT)
 
 
-default_message_pool.register_message(
-    "ventros.memory", "SearchMetadata", SearchMetadata
-)
+default_message_pool.register_message("ventros.memory", "SearchMetadata", SearchMetadata)
 
 
 @dataclass(eq=False, repr=False)
@@ -651,9 +548,7 @@ class StoreMemoryRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "StoreMemoryRequest"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["StoreMemoryRequest"]
 
     contact_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -673,17 +568,13 @@ class StoreMemoryRequest(betterproto2.Message):
     metadata: "dict[str, str]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
     """
     At most 64 entries; keys 1..128 bytes, values at most 4096 bytes.
     """
 
-    auto_embed: "bool | None" = betterproto2.field(
-        5, betterproto2.TYPE_BOOL, optional=True
-    )
+    auto_embed: "bool | None" = betterproto2.field(5, betterproto2.TYPE_BOOL, optional=True)
     """
     Unset means true (the spec's default). Declared `optional` (same number and wire type as the
     spec's plain bool) so that an explicit false can be told apart from "not set". A client
@@ -692,18 +583,14 @@ class StoreMemoryRequest(betterproto2.Message):
     find it, VECTOR_ONLY does not.
     """
 
-    related: "list[RelatedEntity]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    related: "list[RelatedEntity]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     At most 32 entries, each validated as described on RelatedEntity; edges are created from the
     memory to each entity.
     """
 
 
-default_message_pool.register_message(
-    "ventros.memory", "StoreMemoryRequest", StoreMemoryRequest
-)
+default_message_pool.register_message("ventros.memory", "StoreMemoryRequest", StoreMemoryRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -711,9 +598,7 @@ class StoreMemoryResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name[
-            "StoreMemoryResponse"
-        ]
+        return VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR.message_types_by_name["StoreMemoryResponse"]
 
     memory_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -728,9 +613,7 @@ class StoreMemoryResponse(betterproto2.Message):
     latency_ms: "float" = betterproto2.field(3, betterproto2.TYPE_FLOAT)
 
 
-default_message_pool.register_message(
-    "ventros.memory", "StoreMemoryResponse", StoreMemoryResponse
-)
+default_message_pool.register_message("ventros.memory", "StoreMemoryResponse", StoreMemoryResponse)
 
 
 class MemoryServiceStub(betterproto2_grpclib.ServiceStub):
@@ -834,9 +717,7 @@ VENTROS_MEMORY_PYTHON_TO_GO_PROTO_DESCRIPTOR = default_google_proto_descriptor_p
 
 
 class MemoryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def search_memories(
-        self, message: "SearchMemoriesRequest"
-    ) -> "SearchMemoriesResponse":
+    async def search_memories(self, message: "SearchMemoriesRequest") -> "SearchMemoriesResponse":
         """
         Ranked memories of one contact. Client default deadlines: HYBRID 500 ms,
         VECTOR_ONLY 200 ms, KEYWORD_ONLY 100 ms (GRAPH_ONLY: 500 ms).
@@ -845,9 +726,7 @@ class MemoryServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def get_contact_context(
-        self, message: "GetContactContextRequest"
-    ) -> "GetContactContextResponse":
+    async def get_contact_context(self, message: "GetContactContextRequest") -> "GetContactContextResponse":
         """
         Profile, recent memories and messages, stats and (optionally) the knowledge graph.
         NOT_FOUND ("CONTACT_NOT_FOUND"): the store knows nothing of the contact (no profile, no memory,
@@ -856,9 +735,7 @@ class MemoryServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def store_memory(
-        self, message: "StoreMemoryRequest"
-    ) -> "StoreMemoryResponse":
+    async def store_memory(self, message: "StoreMemoryRequest") -> "StoreMemoryResponse":
         """
         Stores one memory atomically (row, vector, keyword postings, edges). Once it returns OK the
         memory is found by KEYWORD_ONLY and (when embedded) VECTOR_ONLY searches. Not retried by
@@ -878,8 +755,7 @@ class MemoryServiceBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_search_memories(
-        self,
-        stream: "grpclib.server.Stream[SearchMemoriesRequest, SearchMemoriesResponse]",
+        self, stream: "grpclib.server.Stream[SearchMemoriesRequest, SearchMemoriesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -887,8 +763,7 @@ class MemoryServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_get_contact_context(
-        self,
-        stream: "grpclib.server.Stream[GetContactContextRequest, GetContactContextResponse]",
+        self, stream: "grpclib.server.Stream[GetContactContextRequest, GetContactContextResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -904,8 +779,7 @@ class MemoryServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_get_related_entities(
-        self,
-        stream: "grpclib.server.Stream[GetRelatedEntitiesRequest, GetRelatedEntitiesResponse]",
+        self, stream: "grpclib.server.Stream[GetRelatedEntitiesRequest, GetRelatedEntitiesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
