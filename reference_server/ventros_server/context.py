@@ -97,4 +97,4 @@ def wrap_handler(event: RecvRequest) -> Callable[[Any], Awaitable[None]]:
 
 
 async def on_recv_request(event: RecvRequest) -> None:
-    event.method_func = wrap_handler(event)
+    event.method_func = wrap_handler(event)  # type: ignore[assignment]

@@ -21,11 +21,13 @@ from grpclib.const import Status
 from grpclib.events import RecvRequest, listen
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
+from grpclib.metadata import encode_bin_value, encode_grpc_message
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Handler, Server, _abort
+from grpclib.server import Handler, Server
 from grpclib.utils import _service_name
 from ventros import _wire
 from ventros._generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
+from ventros.common import ErrorDetails
 
 from .context import on_recv_request
 
@@ -37,26 +39,50 @@ SERVICE_ALIASES = {
 
 
 class VentrosHandler(Handler):
-    """grpclib's per-connection handler, plus the grpc-encoding negotiation it lacks."""
+    """grpclib's per-connection handler, plus what it lacks at the protocol level.
+
+    * grpc-encoding negotiation: an encoding we cannot read is UNIMPLEMENTED (gRPC protocol);
+    * an unknown method is UNIMPLEMENTED as a proper Trailers-Only response: grpclib omits the
+      content-type there, which makes gRPC clients (grpclib's own included) report UNKNOWN.
+    """
 
     def accept(self, stream: Any, headers: Any, release_stream: Callable[[], Any]) -> None:
-        encoding = dict(headers).get("grpc-encoding", "identity")
+        header_map = dict(headers)
+        encoding = header_map.get("grpc-encoding", "identity")
         _advertise_accept_encoding(stream)
         if encoding not in _wire.SUPPORTED_ENCODINGS:
-            self._reject_encoding(stream, encoding, release_stream)
-            return
-        stream.ventros_encoding = encoding
-        super().accept(stream, headers, release_stream)
+            message = f"grpc-encoding {encoding!r} is not supported; use one of {_wire.ACCEPT_ENCODING}"
+            self._reject(stream, release_stream, "UNSUPPORTED_ENCODING", message)
+        elif header_map.get(":method") == "POST" and header_map.get(":path") not in self.mapping:
+            message = f"method {header_map.get(':path')} is not served here"
+            self._reject(stream, release_stream, "UNKNOWN_METHOD", message)
+        else:
+            stream.ventros_encoding = encoding
+            super().accept(stream, headers, release_stream)
 
-    def _reject_encoding(self, stream: Any, encoding: str, release_stream: Callable[[], Any]) -> None:
+    def _reject(self, stream: Any, release_stream: Callable[[], Any], code: str, message: str) -> None:
         async def reject() -> None:
             try:
-                message = f"grpc-encoding {encoding!r} is not supported; use one of {_wire.ACCEPT_ENCODING}"
-                await _abort(stream, 200, Status.UNIMPLEMENTED, message)
+                await _send_trailers_only(stream, Status.UNIMPLEMENTED, code, message)
             finally:
                 release_stream()
 
         self._tasks[stream] = self.loop.create_task(reject())
+
+
+async def _send_trailers_only(stream: Any, status: Status, code: str, message: str) -> None:
+    details = ErrorDetails(code=code, message=message)
+    status_details = _wire.VentrosStatusDetailsCodec().encode(status, message, [details])
+    await stream.send_headers(
+        [
+            (":status", "200"),
+            ("content-type", "application/grpc+proto"),
+            ("grpc-status", str(status.value)),
+            ("grpc-message", encode_grpc_message(message)),
+            ("grpc-status-details-bin", encode_bin_value(status_details).decode("ascii")),
+        ],
+        end_stream=True,
+    )
 
 
 def _advertise_accept_encoding(stream: Any) -> None:
@@ -75,9 +101,7 @@ class VentrosServer(Server):
 
     def _protocol_factory(self) -> Any:
         self.__gc_step__()
-        handler = VentrosHandler(
-            self._mapping, self._codec, self._status_details_codec, self.__dispatch__
-        )
+        handler = VentrosHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
         self._handlers.add(handler)
         from grpclib.protocol import H2Protocol
 

@@ -54,8 +54,8 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "VentrosError",
+    "__version__",
     "agents",
     "common",
-    "__version__",
     "memory",
 ]

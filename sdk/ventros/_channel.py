@@ -60,10 +60,7 @@ def open_channel(address: str, options: ChannelOptions) -> Channel:
     host, port = split_address(address)
     tls = options.tls
     ssl_arg: ssl.SSLContext | bool | None
-    if isinstance(tls, TLSConfig):
-        ssl_arg = tls.context()
-    else:
-        ssl_arg = tls or None
+    ssl_arg = tls.context() if isinstance(tls, TLSConfig) else tls or None
     config = Configuration(
         _keepalive_time=KEEPALIVE_TIME,
         _keepalive_timeout=KEEPALIVE_TIMEOUT,

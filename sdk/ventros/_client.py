@@ -174,7 +174,9 @@ class MemoryClient(_Client):
         """Ranked memories; default deadline by mode (hybrid 500 ms, vector 200 ms, keyword 100 ms)."""
         req = _request(pb_memory.SearchMemoriesRequest, request, fields)
         if timeout is None:
-            timeout = _settings.SEARCH_TIMEOUTS.get(req.mode, _settings.SEARCH_TIMEOUTS[pb_memory.SearchMode.HYBRID])
+            timeout = _settings.SEARCH_TIMEOUTS.get(
+                req.mode, _settings.SEARCH_TIMEOUTS[pb_memory.SearchMode.HYBRID]
+            )
         return await self._call(self._stub.search_memories, req, timeout)
 
     async def get_contact_context(

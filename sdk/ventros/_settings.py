@@ -43,10 +43,8 @@ def _from_env(names: tuple[str, ...]) -> str | None:
 
 
 def split_address(address: str) -> tuple[str, int]:
-    """"host:port" (or "[v6]:port") into its parts, with a clear error for anything else."""
+    """ "host:port" (or "[v6]:port") into its parts, with a clear error for anything else."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(
-            f"invalid address {address!r}: expected HOST:PORT, e.g. localhost:50052"
-        )
+        raise ConfigurationError(f"invalid address {address!r}: expected HOST:PORT, e.g. localhost:50052")
     return host.strip("[]"), int(port)

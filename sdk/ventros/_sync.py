@@ -43,7 +43,9 @@ class SyncAgentClient(_SyncClient):
 
     _async_cls = AgentClient
 
-    def stream_agent_execution(self, request: Any = None, **kwargs: Any) -> Iterator[pb_agents.AgentStreamChunk]:
+    def stream_agent_execution(
+        self, request: Any = None, **kwargs: Any
+    ) -> Iterator[pb_agents.AgentStreamChunk]:
         stream = self._client.stream_agent_execution(request, **kwargs)
         while True:
             try:

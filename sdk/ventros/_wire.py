@@ -63,7 +63,7 @@ class VentrosCodec(CodecBase):
             if issubclass(message_type, betterproto2.Message):
                 return message_type.parse(data)
             return message_type.FromString(data)
-        except (DecodeError, ValueError, IndexError, TypeError, struct.error) as exc:
+        except Exception as exc:  # any parse failure means the peer sent malformed bytes
             raise _status_error(
                 Status.INVALID_ARGUMENT,
                 "MALFORMED_MESSAGE",

@@ -94,3 +94,15 @@ async def test_sdk_reads_gzip_responses_from_a_grpcio_server(pb2):
     finally:
         await server.stop(None)
     assert response.memories[0].content == "abc" * 100
+
+
+async def test_grpcio_sees_unimplemented_with_details_for_an_unknown_method(pb2):
+    async with running([EchoMemory()]) as address:
+        with grpc.insecure_channel(address) as channel:
+            call = channel.unary_unary("/ventros.memory.MemoryService/Forget")
+            with pytest.raises(grpc.RpcError) as info:
+                await _in_thread(call.with_call, b"", timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    details = pb2["errors"].ErrorDetails()
+    assert rpc_status.from_call(info.value).details[0].Unpack(details)
+    assert details.code == "UNKNOWN_METHOD"

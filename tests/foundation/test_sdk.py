@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from ventros import (
     AgentClient,
@@ -103,19 +106,20 @@ async def test_execute_agent_deadline_defaults_to_30s_and_never_exceeds_60s(kwar
 
 
 async def test_a_slow_call_ends_with_deadline_exceeded_and_error_details():
-    async with running([EchoMemory()]) as address:
-        async with MemoryClient(address, retry=RetryPolicy(attempts=1)) as client:
-            with pytest.raises(DeadlineExceededError) as info:
-                await client.search_memories(contact_id="c", query="slow", timeout=0.3)
+    async with (
+        running([EchoMemory()]) as address,
+        MemoryClient(address, retry=RetryPolicy(attempts=1)) as client,
+    ):
+        with pytest.raises(DeadlineExceededError) as info:
+            await client.search_memories(contact_id="c", query="slow", timeout=0.3)
     assert info.value.code == "DEADLINE_EXCEEDED"
 
 
 async def test_server_caps_incoming_messages():
-    async with running([EchoMemory()], max_message_bytes=1024) as address:
-        async with MemoryClient(address) as client:
-            ok = await client.search_memories(contact_id="c", query="x" * 900)
-            with pytest.raises(ResourceExhaustedError) as info:
-                await client.search_memories(contact_id="c", query="x" * 2000)
+    async with running([EchoMemory()], max_message_bytes=1024) as address, MemoryClient(address) as client:
+        ok = await client.search_memories(contact_id="c", query="x" * 900)
+        with pytest.raises(ResourceExhaustedError) as info:
+            await client.search_memories(contact_id="c", query="x" * 2000)
     assert ok.memories[0].content == "x" * 900
     assert info.value.code == "MESSAGE_TOO_LARGE"
 
@@ -155,26 +159,18 @@ def test_addresses_default_to_the_spec_environment_variables(monkeypatch):
 
 
 def test_sync_client_wraps_the_async_one():
-    import threading
-
-    from ventros_server.testing import running as run_async
-
-    # The server needs its own loop; run it in a thread while the sync client blocks here.
-    import asyncio
-
+    # The server needs a loop of its own: run it in a thread while the sync client blocks here.
     ready = threading.Event()
-    stop: asyncio.Future | None = None
+    loop = asyncio.new_event_loop()
+    stop = loop.create_future()
     address: list[str] = []
 
-    async def serve():
-        nonlocal stop
-        stop = asyncio.get_running_loop().create_future()
-        async with run_async([EchoMemory()]) as addr:
+    async def serve() -> None:
+        async with running([EchoMemory()]) as addr:
             address.append(addr)
             ready.set()
             await stop
 
-    loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
     thread.start()
     try:
@@ -183,5 +179,5 @@ def test_sync_client_wraps_the_async_one():
             response = client.search_memories(contact_id="c", query="sync")
         assert response.memories[0].content == "sync"
     finally:
-        loop.call_soon_threadsafe(lambda: stop.set_result(None))  # type: ignore[union-attr]
+        loop.call_soon_threadsafe(stop.set_result, None)
         thread.join(10)
