@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import descriptor_pb2
@@ -38,47 +40,86 @@ SERVICE_ALIASES = {
 }
 
 
+#: The gRPC protocol's TimeoutValue (at most 8 digits) and TimeoutUnit.
+_GRPC_TIMEOUT = re.compile(r"[0-9]{1,8}[HMSmun]")
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a request is answered before any handler runs."""
+
+    http_status: int
+    status: Status
+    code: str
+    message: str
+
+
+def _precheck(headers: dict[str, str], mapping: Mapping[str, Any]) -> _Refusal | None:
+    """The protocol-level checks grpclib answers with UNKNOWN (or not at all), answered properly."""
+    if headers.get(":method") != "POST":
+        return None  # grpclib answers HTTP 405, which is what gRPC clients expect
+    content_type = headers.get("content-type", "")
+    base, _, subtype = content_type.partition("+")
+    if base != "application/grpc" or subtype not in ("", "proto"):
+        return _Refusal(
+            415, Status.INVALID_ARGUMENT, "UNSUPPORTED_CONTENT_TYPE",
+            f"content-type {content_type!r} is not application/grpc or application/grpc+proto",
+        )  # fmt: skip
+    encoding = headers.get("grpc-encoding", "identity")
+    if encoding not in _wire.SUPPORTED_ENCODINGS:
+        return _Refusal(
+            200, Status.UNIMPLEMENTED, "UNSUPPORTED_ENCODING",
+            f"grpc-encoding {encoding!r} is not supported; use one of {_wire.ACCEPT_ENCODING}",
+        )  # fmt: skip
+    timeout = headers.get("grpc-timeout")
+    if timeout is not None and not _GRPC_TIMEOUT.fullmatch(timeout):
+        return _Refusal(
+            200, Status.INVALID_ARGUMENT, "INVALID_TIMEOUT",
+            f"grpc-timeout {timeout!r} is not a gRPC timeout (1-8 digits and a unit of H, M, S, m, u, n)",
+        )  # fmt: skip
+    if headers.get(":path") not in mapping:
+        return _Refusal(
+            200, Status.UNIMPLEMENTED, "UNKNOWN_METHOD", f"method {headers.get(':path')} is not served here"
+        )
+    return None
+
+
 class VentrosHandler(Handler):
     """grpclib's per-connection handler, plus what it lacks at the protocol level.
 
-    * grpc-encoding negotiation: an encoding we cannot read is UNIMPLEMENTED (gRPC protocol);
-    * an unknown method is UNIMPLEMENTED as a proper Trailers-Only response: grpclib omits the
-      content-type there, which makes gRPC clients (grpclib's own included) report UNKNOWN.
+    grpclib answers an unknown method, a bad content-type or a malformed grpc-timeout with
+    UNKNOWN, and its Trailers-Only responses omit the content-type, which gRPC clients (grpclib's
+    own included) then report as UNKNOWN too. ``_precheck`` answers these with documented codes
+    and ErrorDetails; it also negotiates grpc-encoding (UNIMPLEMENTED for what we cannot read).
     """
 
     def accept(self, stream: Any, headers: Any, release_stream: Callable[[], Any]) -> None:
         header_map = dict(headers)
-        encoding = header_map.get("grpc-encoding", "identity")
         _advertise_accept_encoding(stream)
-        if encoding not in _wire.SUPPORTED_ENCODINGS:
-            message = f"grpc-encoding {encoding!r} is not supported; use one of {_wire.ACCEPT_ENCODING}"
-            self._reject(stream, release_stream, "UNSUPPORTED_ENCODING", message)
-        elif header_map.get(":method") == "POST" and header_map.get(":path") not in self.mapping:
-            message = f"method {header_map.get(':path')} is not served here"
-            self._reject(stream, release_stream, "UNKNOWN_METHOD", message)
-        else:
-            stream.ventros_encoding = encoding
+        refusal = _precheck(header_map, self.mapping)
+        if refusal is None:
+            stream.ventros_encoding = header_map.get("grpc-encoding", "identity")
             super().accept(stream, headers, release_stream)
+            return
 
-    def _reject(self, stream: Any, release_stream: Callable[[], Any], code: str, message: str) -> None:
-        async def reject() -> None:
+        async def refuse() -> None:
             try:
-                await _send_trailers_only(stream, Status.UNIMPLEMENTED, code, message)
+                await _send_trailers_only(stream, refusal)
             finally:
                 release_stream()
 
-        self._tasks[stream] = self.loop.create_task(reject())
+        self._tasks[stream] = self.loop.create_task(refuse())
 
 
-async def _send_trailers_only(stream: Any, status: Status, code: str, message: str) -> None:
-    details = ErrorDetails(code=code, message=message)
-    status_details = _wire.VentrosStatusDetailsCodec().encode(status, message, [details])
+async def _send_trailers_only(stream: Any, refusal: _Refusal) -> None:
+    details = ErrorDetails(code=refusal.code, message=refusal.message)
+    status_details = _wire.VentrosStatusDetailsCodec().encode(refusal.status, refusal.message, [details])
     await stream.send_headers(
         [
-            (":status", "200"),
+            (":status", str(refusal.http_status)),
             ("content-type", "application/grpc+proto"),
-            ("grpc-status", str(status.value)),
-            ("grpc-message", encode_grpc_message(message)),
+            ("grpc-status", str(refusal.status.value)),
+            ("grpc-message", encode_grpc_message(refusal.message)),
             ("grpc-status-details-bin", encode_bin_value(status_details).decode("ascii")),
         ],
         end_stream=True,

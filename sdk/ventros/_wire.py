@@ -134,22 +134,35 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     return out
 
 
+def _truncated() -> GRPCError:
+    return _status_error(
+        Status.INVALID_ARGUMENT,
+        "MALFORMED_MESSAGE",
+        "the stream ended inside a message",
+        "Send each length-prefixed message whole.",
+    )
+
+
+async def _recv_data(stream: Any, size: int) -> bytes:
+    """``size`` bytes, or b"" at a clean end of stream; a partial read is a malformed message."""
+    try:
+        data: bytes = await stream.recv_data(size)
+    except AssertionError as exc:  # grpclib's buffer asserts when the stream ends mid-read
+        raise _truncated() from exc
+    return data
+
+
 async def recv_message(stream: Any, codec: CodecBase, message_type: Any) -> Any:
-    meta = await stream.recv_data(5)
+    meta = await _recv_data(stream, 5)
     if not meta:
         return None
     compressed, length = _PREFIX.unpack(meta)
     limit = getattr(codec, "max_message_bytes", MAX_MESSAGE_BYTES)
     if length > limit:
         raise _too_large(length, limit)
-    data = await stream.recv_data(length)
+    data = await _recv_data(stream, length) if length else b""
     if len(data) != length:
-        raise _status_error(
-            Status.INVALID_ARGUMENT,
-            "MALFORMED_MESSAGE",
-            f"the stream ended after {len(data)} of {length} message bytes",
-            "Send each message whole.",
-        )
+        raise _truncated()
     if compressed:
         encoding = _message_encoding(stream)
         if encoding != "gzip":
