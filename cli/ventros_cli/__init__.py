@@ -1,0 +1,1 @@
+"""The ``ventros`` command line (typer + rich). Entry point: ``ventros_cli.main:app``."""

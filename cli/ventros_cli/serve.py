@@ -1,0 +1,271 @@
+"""``ventros serve``: the reference AgentService and MemoryService in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import EXIT_FAILURE, EXIT_USAGE, command, emit_json_line, fail, parse_pairs, state
+
+SERVER_PANEL = "Server"
+DATA_PANEL = "Data"
+BACKEND_PANEL = "Backends"
+SECURITY_PANEL = "Security"
+
+
+class Only(enum.StrEnum):
+    agent = "agent"
+    memory = "memory"
+
+
+def default_db_path() -> Path:
+    """Where the memory store lives unless --db says otherwise (the user's data directory)."""
+    import platformdirs
+
+    return platformdirs.user_data_path("ventros", appauthor=False) / "memory.duckdb"
+
+
+def fixtures_path() -> Path:
+    """The conformance suite's fixtures file (ventros_conformance/fixtures.jsonl)."""
+    from importlib import resources
+
+    try:
+        path = resources.files("ventros_conformance") / "fixtures.jsonl"
+    except ModuleNotFoundError:
+        fail("the conformance suite is not installed", hint="pip install 'ventros[conformance]'")
+    if not path.is_file():
+        fail(f"no fixtures file at {path}", hint="Reinstall ventros: pip install 'ventros[all]'")
+    return Path(str(path))
+
+
+@command
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on.", rich_help_panel=SERVER_PANEL)
+    ] = "127.0.0.1",
+    agent_port: Annotated[
+        int,
+        typer.Option(
+            "--agent-port",
+            min=0,
+            max=65535,
+            help="AgentService port (0: any free port).",
+            rich_help_panel=SERVER_PANEL,
+        ),
+    ] = 50051,
+    memory_port: Annotated[
+        int,
+        typer.Option(
+            "--memory-port",
+            min=0,
+            max=65535,
+            help="MemoryService port (0: any free port).",
+            rich_help_panel=SERVER_PANEL,
+        ),
+    ] = 50052,
+    only: Annotated[
+        Only | None, typer.Option("--only", help="Run one service only.", rich_help_panel=SERVER_PANEL)
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            metavar="SECONDS",
+            min=0,
+            help="On SIGINT/SIGTERM, how long running calls get to finish.",
+            rich_help_panel=SERVER_PANEL,
+        ),
+    ] = 10.0,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.", rich_help_panel=SERVER_PANEL)
+    ] = "info",
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            metavar="PATH",
+            show_default=False,
+            rich_help_panel=DATA_PANEL,
+            help="Memory store file, or :memory: [default: memory.duckdb in the user data dir].",
+        ),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo data set.", rich_help_panel=DATA_PANEL)
+    ] = False,
+    fixtures: Annotated[
+        bool,
+        typer.Option("--fixtures", help="Load the conformance suite's fixtures.", rich_help_panel=DATA_PANEL),
+    ] = False,
+    imports: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--import",
+            metavar="FILE.jsonl",
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=DATA_PANEL,
+            help="Import this JSONL file at start-up; repeat for more.",
+        ),
+    ] = None,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            "--embedder",
+            help="Embedder of the memory store (offline, openai, minilm...).",
+            rich_help_panel=BACKEND_PANEL,
+        ),
+    ] = "offline",
+    embedder_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--embedder-option",
+            metavar="KEY=VALUE",
+            rich_help_panel=BACKEND_PANEL,
+            help="Option passed to the embedder; repeat for more.",
+        ),
+    ] = None,
+    llm: Annotated[
+        str,
+        typer.Option(
+            "--llm", help="LLM backend of the agents: offline or openai.", rich_help_panel=BACKEND_PANEL
+        ),
+    ] = "offline",
+    llm_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--llm-option",
+            metavar="KEY=VALUE",
+            rich_help_panel=BACKEND_PANEL,
+            help="Option passed to the LLM backend (e.g. model=..., base_url=...); repeat for more.",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Server certificate (PEM); enables TLS.",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Private key of --tls-cert.",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            help="Require client certificates signed by this CA (mutual TLS).",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
+) -> None:
+    """Run the reference server: AgentService and MemoryService, each on its own port.
+
+    Prints "<service> service listening on HOST:PORT" for each service once it serves (with
+    --json: one JSON line per event). With --token (or $VENTROS_TOKEN) every call but health
+    checks must carry that bearer token. The agent service reaches memory at this process's
+    memory port, or at --memory-addr. SIGINT/SIGTERM: health turns NOT_SERVING, new calls are
+    refused, running calls get --grace seconds, then the store is closed.
+    """
+    from ventros import ConfigurationError
+
+    try:
+        from ventros_server.app import ServeConfig
+        from ventros_server.app import run as run_app
+    except ImportError as exc:  # pragma: no cover - the server code ships with the package
+        fail(f"the reference server is not installed ({exc.name})", hint="pip install 'ventros[server]'")
+
+    _configure_logging(log_level)
+    db_path = db or str(default_db_path())
+    needs_memory = only is not Only.agent
+    if needs_memory and db_path != ":memory:":
+        Path(db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    import_files = [str(p) for p in imports or ()]
+    if fixtures:
+        import_files.insert(0, str(fixtures_path()))
+    config = ServeConfig(
+        host=host,
+        agent_port=agent_port,
+        memory_port=memory_port,
+        only=only.value if only else None,
+        db=str(Path(db_path).expanduser()) if db_path != ":memory:" else db_path,
+        demo=demo,
+        imports=import_files,
+        embedder=embedder,
+        embedder_options=parse_pairs(embedder_option, "--embedder-option"),
+        llm=llm,
+        llm_options=parse_pairs(llm_option, "--llm-option"),
+        memory_addr=state.memory_addr,
+        tls_cert=str(tls_cert) if tls_cert else None,
+        tls_key=str(tls_key) if tls_key else None,
+        tls_client_ca=str(tls_client_ca) if tls_client_ca else None,
+        token=state.token,
+        grace=grace,
+    )
+    try:
+        asyncio.run(run_app(config, announce=_announce))
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        pass
+    except ConfigurationError as exc:
+        fail(str(exc), code=EXIT_USAGE, kind="CONFIGURATION_ERROR")
+    except ImportError as exc:
+        fail(
+            f"the reference server needs a package that is not installed ({exc.name})",
+            hint="pip install 'ventros[server]'",
+        )
+    except Exception as exc:  # e.g. the store file is locked by another server
+        logging.getLogger("ventros.serve").debug("start-up failed", exc_info=True)
+        fail(
+            f"the server could not start: {type(exc).__name__}: {exc}",
+            code=EXIT_FAILURE,
+            hint="Run with --log-level debug for details.",
+        )
+
+
+def _announce(line: str) -> None:
+    """Start-up and shutdown milestones on stdout, one line each (tests read the ports here)."""
+    if state.json:
+        event = {"event": line}
+        for service in ("agent", "memory"):
+            prefix = f"{service} service listening on "
+            if line.startswith(prefix):
+                event = {"event": "listening", "service": service, "address": line[len(prefix) :]}
+        emit_json_line(event)
+    else:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _configure_logging(level: str) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        fail(f"unknown log level {level!r}", code=EXIT_USAGE, hint="Use debug, info, warning or error.")
+    logging.basicConfig(
+        level=numeric,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if numeric > logging.DEBUG:
+        for noisy in ("grpclib", "asyncio", "hpack", "h2"):
+            logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

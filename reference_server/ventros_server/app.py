@@ -1,0 +1,489 @@
+"""The reference server as one process: MemoryService and AgentService on their own ports.
+
+``VentrosApp(ServeConfig(...))`` opens the memory store, loads the requested data, builds one
+server per service (ventros_server.server.build_server: codecs, health, reflection) and starts
+them; ``await app.stop()`` shuts them down gracefully:
+
+1. new calls are refused with UNAVAILABLE ("SHUTTING_DOWN") and every health status turns
+   NOT_SERVING, so load balancers and ``ventros health`` see the drain at once;
+2. the listening sockets close (no new connections);
+3. calls already running get ``grace`` seconds to finish: the agent server drains first,
+   because a running agent may still call the memory service;
+4. whatever is still running is cancelled, the servers close and the store is closed last.
+
+``run(config)`` does all of this around SIGINT/SIGTERM (a second signal skips the grace period)
+and is what ``ventros serve`` calls. Port 0 picks a free port; the chosen addresses are in
+``app.addresses`` and announced as "<service> service listening on HOST:PORT".
+
+Optional transport security, applied to both ports:
+* TLS with ``tls_cert``/``tls_key``; with ``tls_client_ca`` clients must present a certificate
+  signed by that CA (mutual TLS);
+* a bearer token: every call except grpc.health.v1 must send ``authorization: Bearer <token>``,
+  else UNAUTHENTICATED with ErrorDetails code "UNAUTHENTICATED".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import signal
+import socket
+import ssl
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from grpclib.const import Status
+from grpclib.events import RecvRequest, listen
+from grpclib.exceptions import GRPCError
+from grpclib.health.check import ServiceStatus
+from ventros import ConfigurationError, ErrorDetails, _settings
+
+from .server import VentrosServer, build_server
+
+log = logging.getLogger("ventros.serve")
+
+ServiceName = Literal["agent", "memory"]
+SERVICES: tuple[ServiceName, ...] = ("agent", "memory")
+_HEALTH_PREFIX = "/grpc.health.v1.Health/"
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``ventros serve`` can be told. Ports may be 0 (a free port is chosen)."""
+
+    host: str = "127.0.0.1"
+    agent_port: int = 50051
+    memory_port: int = 50052
+    #: Run one service only; None runs both.
+    only: ServiceName | None = None
+    #: DuckDB file of the memory store, or ":memory:".
+    db: str = ":memory:"
+    demo: bool = False
+    #: JSONL files imported into the store at start-up (e.g. the conformance fixtures).
+    imports: list[str] = field(default_factory=list)
+    embedder: str = "offline"
+    embedder_options: dict[str, str] = field(default_factory=dict)
+    llm: str = "offline"
+    llm_options: dict[str, str] = field(default_factory=dict)
+    #: Where the agent service finds memory. Default: this process's memory port when both run,
+    #: else $MEMORY_SERVICE_GRPC / $GO_MEMORY_SERVICE / localhost:50052.
+    memory_addr: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    token: str | None = None
+    #: Seconds running calls get to finish once shutdown starts.
+    grace: float = 10.0
+
+    @property
+    def services(self) -> tuple[ServiceName, ...]:
+        return (self.only,) if self.only else SERVICES
+
+    def validate(self) -> None:
+        if self.only not in (None, *SERVICES):
+            raise ConfigurationError(f"--only must be 'agent' or 'memory', not {self.only!r}")
+        for name, port in (("agent", self.agent_port), ("memory", self.memory_port)):
+            if not 0 <= port < 65536:
+                raise ConfigurationError(f"invalid {name} port {port}: expected 0..65535")
+        if self.only is None and self.agent_port == self.memory_port != 0:
+            raise ConfigurationError("the agent and memory ports must differ")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigurationError("TLS needs both --tls-cert and --tls-key")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigurationError("--tls-client-ca needs --tls-cert and --tls-key")
+        if self.token is not None and not self.token.strip():
+            raise ConfigurationError("the token must not be empty")
+        if self.grace < 0:
+            raise ConfigurationError("the grace period must not be negative")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls_cert:
+            return None
+        try:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(self.tls_cert, self.tls_key)
+            if self.tls_client_ca:
+                ctx.load_verify_locations(self.tls_client_ca)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load TLS files: {exc}") from exc
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+
+
+class CallGate:
+    """A RecvRequest listener: token check, refusal while draining, and in-flight accounting."""
+
+    def __init__(self, service: str, token: str | None = None) -> None:
+        self.service = service
+        self.token = token
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._aborting = False
+
+    def install(self, server: VentrosServer) -> None:
+        listen(server, RecvRequest, self._on_request)
+
+    async def _on_request(self, event: RecvRequest) -> None:
+        if event.method_name.startswith(_HEALTH_PREFIX):
+            return  # health answers even while draining (NOT_SERVING) and needs no token
+        inner = event.method_func
+        authorized = self._authorized(event.metadata)
+
+        async def gated(stream: Any) -> None:
+            if self.draining:
+                raise _status(
+                    Status.UNAVAILABLE,
+                    "SHUTTING_DOWN",
+                    f"the {self.service} service is shutting down",
+                    "Retry against another instance, or once the server has restarted.",
+                )
+            if not authorized:
+                raise _status(
+                    Status.UNAUTHENTICATED,
+                    "UNAUTHENTICATED",
+                    "missing or invalid bearer token",
+                    "Send the metadata 'authorization: Bearer <token>' (ventros --token / VENTROS_TOKEN).",
+                )
+            # Count the whole request task, not just this function: the call is over once
+            # grpclib has also sent its trailers, which happens after we return.
+            task = asyncio.current_task()
+            assert task is not None
+            self.in_flight += 1
+            self._tasks.add(task)
+            self._idle.clear()
+            task.add_done_callback(self._done)
+            try:
+                await inner(stream)
+            except asyncio.CancelledError:
+                if not self._aborting:
+                    raise
+                # Cut off by the end of the grace period: tell the caller instead of going silent.
+                raise _status(
+                    Status.UNAVAILABLE,
+                    "SHUTTING_DOWN",
+                    f"the {self.service} service shut down before the call finished",
+                    "Retry against another instance, or once the server has restarted.",
+                ) from None
+
+        event.method_func = gated
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def _authorized(self, metadata: Mapping[str, Any]) -> bool:
+        if self.token is None:
+            return True
+        value = metadata.get("authorization")
+        if not isinstance(value, str):
+            return False
+        scheme, _, credential = value.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credential.strip().encode(), self.token.encode()
+        )
+
+    async def abort_running(self, timeout: float = 1.0) -> None:
+        """Cancel the calls still running; each ends with UNAVAILABLE ("SHUTTING_DOWN")."""
+        self._aborting = True
+        for task in list(self._tasks):
+            task.cancel()
+        await self.wait_idle(timeout)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True when no call is running any more, False when ``timeout`` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def _status(status: Status, code: str, message: str, suggestion: str) -> GRPCError:
+    return GRPCError(status, message, [ErrorDetails(code=code, message=message, suggestions=[suggestion])])
+
+
+@dataclass
+class _Running:
+    name: ServiceName
+    server: VentrosServer
+    statuses: dict[str, ServiceStatus]
+    gate: CallGate
+    host: str
+    port: int
+    connections: weakref.WeakSet[Any]
+
+
+ServiceFactory = Callable[["VentrosApp"], Any]
+
+
+class VentrosApp:
+    """Both services (or one) with their store, started and stopped as a unit.
+
+    ``services`` overrides how a servicer is built (tests use it to serve small fakes);
+    by default the memory servicer wraps ``ventros_server.memory.open_store(config.db)`` and
+    the agent servicer is ``ventros_server.agents.AgentService``.
+    """
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        services: Mapping[ServiceName, ServiceFactory] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.store: Any = None
+        self._factories = {"memory": _memory_service, "agent": _agent_service, **(services or {})}
+        self._announce = announce or (lambda line: log.info("%s", line))
+        self._running: dict[ServiceName, _Running] = {}
+        self._stopped = asyncio.Event()
+        self._stopping: asyncio.Task[None] | None = None
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> dict[ServiceName, str]:
+        """ "host:port" each running service listens on (the real port when 0 was asked)."""
+        return {name: _join(r.host, r.port) for name, r in self._running.items()}
+
+    def memory_address(self) -> str:
+        """Where the agent service reaches memory."""
+        if self.config.memory_addr:
+            return self.config.memory_addr
+        running = self._running.get("memory")
+        if running is None:
+            return _settings.memory_address()
+        host = "127.0.0.1" if running.host in _WILDCARD_HOSTS else running.host
+        return _join(host, running.port)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, load data, start the servers (memory first) and mark them SERVING."""
+        ssl_context = self.config.ssl_context()
+        try:
+            for name in ("memory", "agent"):
+                if name not in self.config.services:
+                    continue
+                servicer = await _maybe_await(self._factories[name](self))
+                await self._start_one(name, servicer, ssl_context)
+        except BaseException:
+            await self._shutdown(grace=0)
+            raise
+        for running in self._running.values():
+            for status in running.statuses.values():
+                status.set(True)
+        scheme = "https" if ssl_context else "http"
+        for name, running in self._running.items():
+            self._announce(f"{name} service listening on {_join(running.host, running.port)}")
+        if "agent" in self._running:
+            self._announce(f"agent service uses the memory service at {self.memory_address()}")
+        log.debug("transport: %s, token %s", scheme, "required" if self.config.token else "not required")
+
+    async def _start_one(self, name: ServiceName, servicer: Any, ssl_context: ssl.SSLContext | None) -> None:
+        gate = CallGate(name, self.config.token)
+        server, statuses = build_server([servicer], listeners=[gate.install])
+        connections = _track_connections(server)
+        port = self.config.agent_port if name == "agent" else self.config.memory_port
+        sock = _bind(self.config.host, port, name)
+        self._running[name] = _Running(
+            name, server, statuses, gate, self.config.host, sock.getsockname()[1], connections
+        )
+        await server.start(sock=sock, ssl=ssl_context)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown (idempotent; concurrent callers wait for the same shutdown)."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(
+                self._shutdown(self.config.grace if grace is None else grace)
+            )
+        await asyncio.shield(self._stopping)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def _shutdown(self, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        running = [self._running[n] for n in ("agent", "memory") if n in self._running]
+        for r in running:
+            for status in r.statuses.values():
+                status.set(False)
+            _stop_listening(r.server)
+        if running:
+            self._announce("shutting down: health is NOT_SERVING, no new calls accepted")
+        for r in running:
+            # Agent first: its running calls may still need the memory service.
+            r.gate.draining = True
+            if r.gate.in_flight:
+                log.info("waiting up to %.1fs for %d running %s call(s)", grace, r.gate.in_flight, r.name)
+            if not await r.gate.wait_idle(max(deadline - loop.time(), 0)):
+                log.warning(
+                    "%d %s call(s) still running after the grace period: cancelled", r.gate.in_flight, r.name
+                )
+                await r.gate.abort_running()
+        for r in running:
+            r.server.close()  # cancels what is left (health watches) and closes the handlers
+            _close_connections(r.connections)
+        for r in running:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await r.server.wait_closed()
+        self._running.clear()
+        if self.store is not None:
+            store, self.store = self.store, None
+            await asyncio.to_thread(store.close)
+        self._stopped.set()
+        if running:
+            self._announce("stopped")
+
+
+async def run(
+    config: ServeConfig,
+    *,
+    services: Mapping[ServiceName, ServiceFactory] | None = None,
+    announce: Callable[[str], None] | None = None,
+    ready: Callable[[VentrosApp], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then shut down gracefully (a second signal: immediately)."""
+    loop = asyncio.get_running_loop()
+    app = VentrosApp(config, services=services, announce=announce)
+    stop_requested = asyncio.Event()
+    signals = 0
+    aborts: list[asyncio.Future[None]] = []
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("received %s, draining for up to %.1fs", signal.Signals(signum).name, config.grace)
+            stop_requested.set()
+        else:
+            log.warning("received %s again, stopping now", signal.Signals(signum).name)
+            for r in app._running.values():
+                aborts.append(asyncio.ensure_future(r.gate.abort_running()))  # end the grace period
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    try:
+        await app.start()
+        if ready is not None:
+            ready(app)
+        await stop_requested.wait()
+    finally:
+        await app.stop()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+# -- servicers -----------------------------------------------------------------------------
+
+
+async def _memory_service(app: VentrosApp) -> Any:
+    from . import memory  # the [server] extra: duckdb, hnswlib
+
+    config = app.config
+    app.store = await asyncio.to_thread(
+        memory.open_store, config.db, embedder=config.embedder, **config.embedder_options
+    )
+    if config.demo:
+        log.info("loading the demo data set")
+        await asyncio.to_thread(memory.load_demo, app.store)
+    for path in config.imports:
+        log.info("importing %s", path)
+        await asyncio.to_thread(memory.import_jsonl, app.store, path)
+    return memory.MemoryService(app.store)
+
+
+def _agent_service(app: VentrosApp) -> Any:
+    from . import agents
+
+    config = app.config
+    llm = agents.make_llm(config.llm, **config.llm_options)
+    return agents.AgentService(memory_address=app.memory_address(), llm=llm)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if isinstance(value, Awaitable) else value
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind(host: str, port: int, name: str) -> socket.socket:
+    """One listening socket (so port 0 means one free port, even for a name with two addresses)."""
+    bind_host = "" if host in _WILDCARD_HOSTS else host.strip("[]")
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    try:
+        if bind_host and family == socket.AF_INET and not _is_ip(bind_host):
+            info = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family = info[0][0]
+            bind_host = str(info[0][4][0])
+        return socket.create_server((bind_host, port), family=family, backlog=128, reuse_port=False)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {_join(host, port)} for the {name} service: {exc}"
+        ) from exc
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def _stop_listening(server: VentrosServer) -> None:
+    # grpclib's Server.close() also cancels running calls; to drain we only stop accepting
+    # connections first (asyncio.Server.close leaves established connections open on 3.11+).
+    listener = getattr(server, "_server", None)
+    if listener is not None:
+        listener.close()
+
+
+def _track_connections(server: VentrosServer) -> weakref.WeakSet[Any]:
+    """Remember each connection's protocol so shutdown can close the connections themselves:
+    grpclib leaves them open, and clients would keep waiting on a cancelled call."""
+    connections: weakref.WeakSet[Any] = weakref.WeakSet()
+    factory = server._protocol_factory
+
+    def tracking_factory() -> Any:
+        protocol = factory()
+        connections.add(protocol)
+        return protocol
+
+    server._protocol_factory = tracking_factory  # type: ignore[method-assign]
+    return connections
+
+
+def _close_connections(connections: weakref.WeakSet[Any]) -> None:
+    for protocol in list(connections):
+        connection = getattr(protocol, "connection", None)
+        if connection is None:
+            continue
+        with contextlib.suppress(Exception):
+            connection._connection.close_connection()  # HTTP/2 GOAWAY, then close
+            connection.flush()
+        with contextlib.suppress(Exception):
+            connection.close()
