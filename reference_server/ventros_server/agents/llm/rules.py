@@ -237,6 +237,25 @@ _POSITIVE = _rx(
     r"thank|love|great|awesome|excellent|perfect|happy|amazing)"
 )
 
+_CONTENT_WORDS = frozenset(
+    [
+        "produto",
+        "comprar",
+        "pedido",
+        "entrega",
+        "cancelar",
+        "ajuda",
+        "custa",
+        "product",
+        "buy",
+        "help",
+        "order",
+        "delivery",
+        "cancel",
+        "cost",
+    ]
+)
+#: Function words (the language markers minus the content words among them), for topics().
 _STOPWORDS = (
     _PT_WORDS
     | _EN_WORDS
@@ -257,7 +276,6 @@ _STOPWORDS = (
             "essa",
             "esse",
             "este",
-            "esta",
             "pelo",
             "pela",
             "mas",
@@ -267,13 +285,20 @@ _STOPWORDS = (
             "also",
             "just",
             "only",
-            "have",
             "has",
             "had",
             "will",
+            "again",
+            "never",
+            "nobody",
+            "always",
+            "still",
+            "really",
+            "very",
+            "some",
         ]
     )
-)
+) - _CONTENT_WORDS
 
 
 def detect_language(text: str, default: str = "pt") -> str:
