@@ -44,16 +44,18 @@ async def _list() -> None:
     if state.json:
         emit_json(to_data(response))
         return
+    wide = console.width >= 110  # below that, the names go (`ventros agents describe` has them)
     table = DataTable(title=f"{response.total_count} agents at {agent_address()}")
     table.add_column("Type", style="bold", no_wrap=True)
-    table.add_column("Name")
+    if wide:
+        table.add_column("Name")
     table.add_column("Category", no_wrap=True)
     table.add_column("Capabilities")
     table.add_column("Avg latency", justify="right", no_wrap=True)
     for agent in response.agents:
+        cells = [agent.type, agent.name] if wide else [agent.type]
         table.add_row(
-            agent.type,
-            agent.name,
+            *cells,
             agent.category.name,
             "\n".join(agent.capabilities),
             f"{agent.avg_latency_ms} ms",

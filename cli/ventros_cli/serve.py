@@ -7,7 +7,7 @@ import enum
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -212,9 +212,9 @@ def serve(
         demo=demo,
         imports=import_files,
         embedder=embedder,
-        embedder_options=parse_pairs(embedder_option, "--embedder-option"),
+        embedder_options=_typed(parse_pairs(embedder_option, "--embedder-option")),
         llm=llm,
-        llm_options=parse_pairs(llm_option, "--llm-option"),
+        llm_options=_typed(parse_pairs(llm_option, "--llm-option")),
         memory_addr=state.memory_addr,
         tls_cert=str(tls_cert) if tls_cert else None,
         tls_key=str(tls_key) if tls_key else None,
@@ -240,6 +240,32 @@ def serve(
             code=EXIT_FAILURE,
             hint="Run with --log-level debug for details.",
         )
+
+
+#: Option values that stay strings even when they look like numbers.
+_TEXT_OPTIONS = {"api_key", "model", "base_url", "url", "token", "name", "path"}
+
+
+def _typed(options: dict[str, str]) -> dict[str, Any]:
+    """KEY=VALUE strings to the types backends expect: true/false, integers, decimals."""
+    typed: dict[str, Any] = {}
+    for key, value in options.items():
+        typed[key] = value if key in _TEXT_OPTIONS else _parse_scalar(value)
+    return typed
+
+
+def _parse_scalar(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _announce(line: str) -> None:

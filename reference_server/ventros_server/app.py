@@ -67,9 +67,9 @@ class ServeConfig:
     #: JSONL files imported into the store at start-up (e.g. the conformance fixtures).
     imports: list[str] = field(default_factory=list)
     embedder: str = "offline"
-    embedder_options: dict[str, str] = field(default_factory=dict)
+    embedder_options: dict[str, Any] = field(default_factory=dict)
     llm: str = "offline"
-    llm_options: dict[str, str] = field(default_factory=dict)
+    llm_options: dict[str, Any] = field(default_factory=dict)
     #: Where the agent service finds memory. Default: this process's memory port when both run,
     #: else $MEMORY_SERVICE_GRPC / $GO_MEMORY_SERVICE / localhost:50052.
     memory_addr: str | None = None
@@ -223,6 +223,7 @@ class _Running:
     host: str
     port: int
     connections: weakref.WeakSet[Any]
+    servicer: Any
 
 
 ServiceFactory = Callable[["VentrosApp"], Any]
@@ -251,6 +252,7 @@ class VentrosApp:
         self._running: dict[ServiceName, _Running] = {}
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
+        self._on_close: list[Callable[[], Any]] = []
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -300,7 +302,7 @@ class VentrosApp:
         port = self.config.agent_port if name == "agent" else self.config.memory_port
         sock = _bind(self.config.host, port, name)
         self._running[name] = _Running(
-            name, server, statuses, gate, self.config.host, sock.getsockname()[1], connections
+            name, server, statuses, gate, self.config.host, sock.getsockname()[1], connections, servicer
         )
         await server.start(sock=sock, ssl=ssl_context)
 
@@ -342,7 +344,16 @@ class VentrosApp:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(5):
                     await r.server.wait_closed()
+        for r in running:
+            aclose = getattr(r.servicer, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()  # e.g. the agent service's memory client and LLM backend
         self._running.clear()
+        for close in self._on_close:
+            with contextlib.suppress(Exception):
+                close()
+        self._on_close.clear()
         if self.store is not None:
             store, self.store = self.store, None
             await asyncio.to_thread(store.close)
@@ -416,7 +427,17 @@ def _agent_service(app: VentrosApp) -> Any:
 
     config = app.config
     llm = agents.make_llm(config.llm, **config.llm_options)
-    return agents.AgentService(memory_address=app.memory_address(), llm=llm)
+    memory_client = None
+    if "memory" in app._running and (config.token or config.tls_cert) and not config.memory_addr:
+        # Our own memory port wants the token/TLS too: give the agents a client that has them.
+        from ventros import MemoryClient, TLSConfig
+
+        from .agents.service import MEMORY_RETRY
+
+        tls = TLSConfig(ca_file=config.tls_cert) if config.tls_cert else False
+        memory_client = MemoryClient(app.memory_address(), tls=tls, token=config.token, retry=MEMORY_RETRY)
+        app._on_close.append(memory_client.close)
+    return agents.AgentService(memory_address=app.memory_address(), llm=llm, memory_client=memory_client)
 
 
 # -- helpers -------------------------------------------------------------------------------
