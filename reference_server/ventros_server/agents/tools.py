@@ -81,7 +81,8 @@ class ContactSnapshot:
         if self.churn_risk is not None:
             parts.append(f"churn risk {self.churn_risk:.0%}")
         parts.append(
-            f"{len(self.recent_memories)} recent memories, {len(self.recent_messages)} recent messages"
+            f"{len(self.recent_memories)} recent memories, {len(self.insights)} agent insights, "
+            f"{len(self.recent_messages)} recent messages"
         )
         return "; ".join(parts)
 
