@@ -20,20 +20,20 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"contact_id": "{550e8400-e29b-41d4-a716-446655440000}"}, "contact_id", "INVALID_FIELD"),
     ({"message": ""}, "message", "MISSING_FIELD"),
     ({"message": " \n\t "}, "message", "MISSING_FIELD"),
-    ({"message": "é" * 8193}, "message", "INVALID_FIELD"),  # 16386 UTF-8 bytes
+    ({"message": "é" * 8193}, "message", "OUT_OF_RANGE"),  # 16386 UTF-8 bytes
     ({"channel_id": ""}, "channel_id", "MISSING_FIELD"),
     ({"channel_id": "whatsapp"}, "channel_id", "INVALID_FIELD"),
     ({"session_id": "abc"}, "session_id", "INVALID_FIELD"),
-    ({"context": {f"k{i}": "v" for i in range(65)}}, "context", "INVALID_FIELD"),
-    ({"context": {"k" * 129: "v"}}, "context", "INVALID_FIELD"),
-    ({"context": {"k": "v" * 4097}}, "context", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(timeout_ms=-1)}, "options.timeout_ms", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(timeout_ms=60001)}, "options.timeout_ms", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(max_tokens=-5)}, "options.max_tokens", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(max_tokens=8193)}, "options.max_tokens", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(temperature=-0.1)}, "options.temperature", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(temperature=2.5)}, "options.temperature", "INVALID_FIELD"),
-    ({"options": ExecutionOptions(temperature=float("nan"))}, "options.temperature", "INVALID_FIELD"),
+    ({"context": {f"k{i}": "v" for i in range(65)}}, "context", "OUT_OF_RANGE"),
+    ({"context": {"k" * 129: "v"}}, "context", "OUT_OF_RANGE"),
+    ({"context": {"k": "v" * 4097}}, "context", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(timeout_ms=-1)}, "options.timeout_ms", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(timeout_ms=60001)}, "options.timeout_ms", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(max_tokens=-5)}, "options.max_tokens", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(max_tokens=8193)}, "options.max_tokens", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(temperature=-0.1)}, "options.temperature", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(temperature=2.5)}, "options.temperature", "OUT_OF_RANGE"),
+    ({"options": ExecutionOptions(temperature=float("nan"))}, "options.temperature", "OUT_OF_RANGE"),
     (
         {"options": ExecutionOptions(tools=["search_memories", "web_search"])},
         "options.tools",
@@ -52,6 +52,7 @@ async def test_execute_invalid_argument_names_the_field(
         await client.execute_agent(execute_request(**overrides))
     assert err.value.metadata["field"] == field
     assert err.value.code == code
+    assert err.value.suggestions  # every validation error says what to do
 
 
 @pytest.mark.parametrize("overrides", [CASES[1][0], CASES[10][0], CASES[21][0]])

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,17 @@ class _Raise:
 
 
 _DONE = object()
+
+
+@asynccontextmanager
+async def _closing(iterator: AsyncIterator[Any]) -> AsyncGenerator[AsyncIterator[Any], None]:
+    """Like contextlib.aclosing, for any async iterator (closed when it has an ``aclose``)."""
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _bound(request: AgentRequest) -> _Bound:
@@ -128,7 +139,11 @@ class _ResponseBuilder:
     def response(self, agent_type: str, latency_ms: int) -> pb.ExecuteAgentResponse:
         final = self.final
         if final is None:
-            raise InternalError.of("AGENT_FAILED", f"{agent_type} ended without a final answer")
+            raise InternalError.of(
+                "AGENT_FAILED",
+                f"{agent_type} ended without a final answer",
+                suggestions=["Retry later; if it persists, report it with the server log."],
+            )
         text = final.response or "".join(self.parts).strip()
         return pb.ExecuteAgentResponse(
             response=text,
@@ -246,11 +261,11 @@ class AgentService(AgentServiceBase):
     async def _rpc_stream_agent_execution(self, stream: Any) -> None:
         request = await stream.recv_message()
         assert request is not None
-        async with aclosing(self.stream_agent_execution(request)) as chunks:
+        async with _closing(self.stream_agent_execution(request)) as chunks:
             async for chunk in chunks:
                 await stream.send_message(chunk)
 
-    async def _run_events(self, agent: Agent, request: AgentRequest) -> AsyncIterator[AgentEvent]:
+    async def _run_events(self, agent: Agent, request: AgentRequest) -> AsyncGenerator[AgentEvent, None]:
         """The agent's events, produced by a separate task bounded by ``_bound(request)``.
 
         Errors arrive as ``Failed`` events (always the last one). Closing this iterator cancels
@@ -265,7 +280,7 @@ class AgentService(AgentServiceBase):
         async def produce() -> None:
             timer = asyncio.timeout(bound.seconds)
             try:
-                async with timer, aclosing(agent.run(run)) as events:
+                async with timer, _closing(agent.run(run)) as events:
                     async for event in events:
                         await queue.put(event)
                         if isinstance(event, Failed | Final):
@@ -303,7 +318,7 @@ class AgentService(AgentServiceBase):
         agent = self.registry.get(request.agent_type)
         started = time.perf_counter()
         builder = _ResponseBuilder()
-        async with aclosing(self._run_events(agent, request)) as events:
+        async with _closing(self._run_events(agent, request)) as events:
             async for event in events:
                 if isinstance(event, Failed):
                     raise event.error
@@ -340,7 +355,7 @@ class AgentService(AgentServiceBase):
         request = validate_request(message, stream=True)
         agent = self.registry.get(request.agent_type)
         started = time.perf_counter()
-        async with aclosing(self._run_events(agent, request)) as events:
+        async with _closing(self._run_events(agent, request)) as events:
             async for event in events:
                 latency_ms = int((time.perf_counter() - started) * 1000)
                 if isinstance(event, Failed):
@@ -356,7 +371,7 @@ class AgentService(AgentServiceBase):
         count = len(message.requests)
         if count == 0 or count > MAX_BATCH:
             raise InvalidArgumentError.of(
-                "MISSING_FIELD" if count == 0 else "INVALID_FIELD",
+                "MISSING_FIELD" if count == 0 else "OUT_OF_RANGE",
                 f"a batch holds 1 to {MAX_BATCH} requests, got {count}",
                 suggestions=[f"Split the work into batches of at most {MAX_BATCH}."],
                 field="requests",

@@ -1,8 +1,9 @@
 """ExecuteAgentRequest / StreamAgentRequest validation, exactly as the proto comments state.
 
-Every failure is INVALID_ARGUMENT with ErrorDetails.code "MISSING_FIELD" (required and empty)
-or "INVALID_FIELD" (malformed or out of range) and metadata["field"] naming the request field
-path (e.g. "options.timeout_ms"). Fields are checked in declaration order and the first failure
+Every failure is INVALID_ARGUMENT with ErrorDetails.code "MISSING_FIELD" (required and empty),
+"INVALID_FIELD" (malformed: not a UUID, unknown tool) or "OUT_OF_RANGE" (a length, count or
+number outside its bounds), metadata["field"] naming the request field path (e.g.
+"options.timeout_ms") and one suggestion. Fields are checked in declaration order and the first failure
 is reported. The agent_type lookup (NOT_FOUND) happens after, in the service.
 """
 
@@ -60,21 +61,13 @@ class AgentRequest:
     options: ResolvedOptions = field(default_factory=ResolvedOptions)
 
 
+MISSING, INVALID, OUT_OF_RANGE = "MISSING_FIELD", "INVALID_FIELD", "OUT_OF_RANGE"
+
+
 def _invalid(
-    field_name: str,
-    message: str,
-    *,
-    missing: bool = False,
-    suggestions: tuple[str, ...] = (),
-    **metadata: str,
+    code: str, field_name: str, message: str, suggestion: str, **metadata: str
 ) -> InvalidArgumentError:
-    error = InvalidArgumentError.of(
-        "MISSING_FIELD" if missing else "INVALID_FIELD",
-        message,
-        suggestions=suggestions,
-        field=field_name,
-        **metadata,
-    )
+    error = InvalidArgumentError.of(code, message, suggestions=[suggestion], field=field_name, **metadata)
     assert isinstance(error, InvalidArgumentError)
     return error
 
@@ -84,15 +77,19 @@ def _utf8_len(text: str) -> int:
 
 
 def require_uuid(value: str, field_name: str, *, required: bool = True) -> None:
+    example = "e.g. 550e8400-e29b-41d4-a716-446655440000"
     if not value:
         if required:
-            raise _invalid(field_name, f"{field_name} is required", missing=True)
+            raise _invalid(
+                MISSING, field_name, f"{field_name} is required", f"Set {field_name} to a UUID, {example}."
+            )
         return
     if not UUID_RE.match(value):
         raise _invalid(
+            INVALID,
             field_name,
             f"{field_name} must be a UUID (8-4-4-4-12 hexadecimal)",
-            suggestions=("e.g. 550e8400-e29b-41d4-a716-446655440000",),
+            f"Send {field_name} in canonical UUID form, {example}.",
         )
 
 
@@ -100,30 +97,53 @@ def validate_request(request: Any, *, stream: bool = False) -> AgentRequest:
     """Validate an ExecuteAgentRequest/StreamAgentRequest; raises InvalidArgumentError."""
     if not request.agent_type:
         raise _invalid(
+            MISSING,
             "agent_type",
             "agent_type is required",
-            missing=True,
-            suggestions=("Call ListAvailableAgents for the registered types.",),
+            "Call ListAvailableAgents for the registered types.",
         )
     require_uuid(request.contact_id, "contact_id")
     message = request.message
     if not message.strip():
-        raise _invalid("message", "message is required (non-empty after trimming)", missing=True)
+        raise _invalid(
+            MISSING,
+            "message",
+            "message is required (non-empty after trimming)",
+            "Send the user's message text.",
+        )
     if _utf8_len(message) > MAX_MESSAGE_BYTES:
-        raise _invalid("message", f"message is longer than {MAX_MESSAGE_BYTES} UTF-8 bytes")
+        raise _invalid(
+            OUT_OF_RANGE,
+            "message",
+            f"message is longer than {MAX_MESSAGE_BYTES} UTF-8 bytes",
+            f"Shorten the message to at most {MAX_MESSAGE_BYTES} bytes.",
+        )
     require_uuid(request.channel_id, "channel_id")
     require_uuid(request.session_id, "session_id", required=False)
     context = dict(request.context)
     if len(context) > MAX_CONTEXT_ENTRIES:
-        raise _invalid("context", f"context has {len(context)} entries; at most {MAX_CONTEXT_ENTRIES}")
+        raise _invalid(
+            OUT_OF_RANGE,
+            "context",
+            f"context has {len(context)} entries; at most {MAX_CONTEXT_ENTRIES}",
+            f"Send at most {MAX_CONTEXT_ENTRIES} context entries.",
+        )
     for key, value in context.items():
         if _utf8_len(key) > MAX_CONTEXT_KEY_BYTES:
             raise _invalid(
-                "context", f"a context key is longer than {MAX_CONTEXT_KEY_BYTES} bytes", key=key[:64] + "..."
+                OUT_OF_RANGE,
+                "context",
+                f"a context key is longer than {MAX_CONTEXT_KEY_BYTES} bytes",
+                f"Use context keys of at most {MAX_CONTEXT_KEY_BYTES} bytes.",
+                key=key[:64] + "...",
             )
         if _utf8_len(value) > MAX_CONTEXT_VALUE_BYTES:
             raise _invalid(
-                "context", f"context value is longer than {MAX_CONTEXT_VALUE_BYTES} bytes", key=key[:128]
+                OUT_OF_RANGE,
+                "context",
+                f"context value is longer than {MAX_CONTEXT_VALUE_BYTES} bytes",
+                f"Use context values of at most {MAX_CONTEXT_VALUE_BYTES} bytes.",
+                key=key[:128],
             )
     options = resolve_options(request.options, stream=stream)
     return AgentRequest(
@@ -144,28 +164,40 @@ def resolve_options(options: Any, *, stream: bool = False) -> ResolvedOptions:
     timeout_ms = options.timeout_ms
     if timeout_ms < 0 or timeout_ms > MAX_TIMEOUT_MS:
         raise _invalid(
-            "options.timeout_ms", f"options.timeout_ms must be in [0, {MAX_TIMEOUT_MS}] (0 = default)"
+            OUT_OF_RANGE,
+            "options.timeout_ms",
+            f"options.timeout_ms must be in [0, {MAX_TIMEOUT_MS}]",
+            f"Use 0 for the default ({DEFAULT_TIMEOUT_MS} ms) or at most {MAX_TIMEOUT_MS}.",
         )
     if timeout_ms == 0 and not stream:
         timeout_ms = DEFAULT_TIMEOUT_MS
     unknown = [t for t in options.tools if t not in KNOWN_TOOLS]
     if unknown:
         raise _invalid(
+            INVALID,
             "options.tools",
-            f"unknown tool {unknown[0]!r}",
-            suggestions=(f"Known tools: {', '.join(KNOWN_TOOLS)} (empty list = all).",),
+            f"unknown tool {unknown[0][:64]!r}",
+            f"Known tools: {', '.join(KNOWN_TOOLS)} (empty list = all).",
         )
     tools = frozenset(options.tools) if options.tools else frozenset(KNOWN_TOOLS)
     max_tokens = options.max_tokens
     if max_tokens < 0 or max_tokens > MAX_MAX_TOKENS:
         raise _invalid(
-            "options.max_tokens", f"options.max_tokens must be in [0, {MAX_MAX_TOKENS}] (0 = default)"
+            OUT_OF_RANGE,
+            "options.max_tokens",
+            f"options.max_tokens must be in [0, {MAX_MAX_TOKENS}]",
+            f"Use 0 for the default ({DEFAULT_MAX_TOKENS}) or at most {MAX_MAX_TOKENS}.",
         )
     temperature = options.temperature
     if temperature is not None and (
         math.isnan(temperature) or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
     ):
-        raise _invalid("options.temperature", "options.temperature must be in [0.0, 2.0]")
+        raise _invalid(
+            OUT_OF_RANGE,
+            "options.temperature",
+            "options.temperature must be in [0.0, 2.0]",
+            f"Leave it unset for the default ({DEFAULT_TEMPERATURE}) or use a value in [0.0, 2.0].",
+        )
     return ResolvedOptions(
         timeout_ms=timeout_ms,
         tools=tools,

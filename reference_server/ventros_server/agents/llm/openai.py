@@ -47,6 +47,7 @@ from .rules import classify_intent, detect_language, detect_sentiment
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_CHECK_ENDPOINT = "Check that OPENAI_BASE_URL points at an OpenAI-compatible /v1 endpoint."
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -213,7 +214,9 @@ class OpenAICompatibleLLM:
             return json.loads(payload)["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise InternalError.of(
-                "LLM_BAD_RESPONSE", "the LLM backend's answer is not a chat completion"
+                "LLM_BAD_RESPONSE",
+                "the LLM backend's answer is not a chat completion",
+                suggestions=[_CHECK_ENDPOINT],
             ) from exc
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
@@ -233,7 +236,9 @@ class OpenAICompatibleLLM:
                     text = json.loads(payload)["choices"][0]["message"]["content"] or ""
                 except (ValueError, KeyError, IndexError, TypeError) as exc:
                     raise InternalError.of(
-                        "LLM_BAD_RESPONSE", "the LLM backend's answer is not a chat completion"
+                        "LLM_BAD_RESPONSE",
+                        "the LLM backend's answer is not a chat completion",
+                        suggestions=[_CHECK_ENDPOINT],
                     ) from exc
                 if text:
                     yield text
@@ -255,11 +260,15 @@ class OpenAICompatibleLLM:
                     event = json.loads(data)
                 except ValueError as exc:
                     raise InternalError.of(
-                        "LLM_BAD_RESPONSE", "the LLM backend sent a malformed stream event"
+                        "LLM_BAD_RESPONSE",
+                        "the LLM backend sent a malformed stream event",
+                        suggestions=[_CHECK_ENDPOINT],
                     ) from exc
                 if "error" in event:
                     raise InternalError.of(
-                        "LLM_ERROR", f"the LLM backend failed mid-stream: {_upstream_message(data.encode())}"
+                        "LLM_ERROR",
+                        f"the LLM backend failed mid-stream: {_upstream_message(data.encode())}",
+                        suggestions=["Retry later."],
                     )
                 for choice in event.get("choices") or ():
                     content = (choice.get("delta") or {}).get("content")
@@ -267,11 +276,15 @@ class OpenAICompatibleLLM:
                         yield content
         except httpx.TimeoutException as exc:
             raise UnavailableError.of(
-                "LLM_TIMEOUT", "the LLM backend stopped sending in the middle of a stream"
+                "LLM_TIMEOUT",
+                "the LLM backend stopped sending in the middle of a stream",
+                suggestions=["Retry later."],
             ) from exc
         except httpx.TransportError as exc:
             raise UnavailableError.of(
-                "LLM_STREAM_INTERRUPTED", f"the LLM backend's stream was cut ({type(exc).__name__})"
+                "LLM_STREAM_INTERRUPTED",
+                f"the LLM backend's stream was cut ({type(exc).__name__})",
+                suggestions=["Retry later."],
             ) from exc
 
     # -- classification ------------------------------------------------------------------------
