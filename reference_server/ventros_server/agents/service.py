@@ -388,6 +388,7 @@ class AgentService(AgentServiceBase):
                             "status": exc.status.name,
                             "error_code": exc.code or exc.status.name,
                             "error_message": exc.message,
+                            "llm_backend": self.llm.name,
                         }
                     )
                 response.metadata["status"] = "OK"
