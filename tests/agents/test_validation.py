@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 import ventros
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ventros.agents import ExecutionOptions
 from ventros_server.agents.validation import KNOWN_TOOLS, resolve_options, validate_request
 
@@ -117,3 +120,45 @@ async def test_options_reach_the_llm(memory_address: str) -> None:
     default, explicit = llm.generations
     assert (default.temperature, default.max_tokens) == (pytest.approx(0.7), 1024)
     assert (explicit.temperature, explicit.max_tokens) == (0.0, 5)
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+_HEX = "0123456789abcdefABCDEF"
+_uuids = st.tuples(*(st.text(_HEX, min_size=n, max_size=n) for n in (8, 4, 4, 4, 12))).map("-".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.one_of(_uuids, st.text(max_size=40)))
+def test_contact_id_accepted_iff_canonical_uuid(value: str) -> None:
+    canonical = re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", value) is not None
+    try:
+        validate_request(execute_request(contact_id=value))
+    except ventros.InvalidArgumentError as exc:
+        assert not canonical and exc.metadata["field"] == "contact_id"
+    else:
+        assert canonical
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    timeout_ms=st.integers(-(2**31), 2**31 - 1),
+    max_tokens=st.integers(-(2**31), 2**31 - 1),
+    temperature=st.one_of(st.none(), st.floats(width=32)),
+)
+def test_options_accepted_iff_in_bounds(timeout_ms: int, max_tokens: int, temperature: float | None) -> None:
+    ok = (
+        0 <= timeout_ms <= 60000
+        and 0 <= max_tokens <= 8192
+        and (temperature is None or 0.0 <= temperature <= 2.0)
+    )
+    options = ExecutionOptions(timeout_ms=timeout_ms, max_tokens=max_tokens, temperature=temperature)
+    try:
+        resolved = resolve_options(options)
+    except ventros.InvalidArgumentError as exc:
+        assert not ok and exc.metadata["field"].startswith("options.")
+    else:
+        assert ok
+        assert resolved.timeout_ms == (timeout_ms or 30000) and resolved.max_tokens == (max_tokens or 1024)
+        assert resolved.temperature == (0.7 if temperature is None else temperature)
