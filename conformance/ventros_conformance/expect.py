@@ -42,7 +42,7 @@ def request_json(request: Any) -> str:
     """The request as protobuf JSON (proto field names), replayable with buf curl or grpcurl."""
     if isinstance(request, betterproto2.Message):
         data = request.to_dict(casing=betterproto2.Casing.SNAKE)
-        return json.dumps(_json_safe(data), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(_json_safe(data), ensure_ascii=True, separators=(",", ":"))
     return json.dumps({"<raw bytes, hex>": bytes(request).hex()})
 
 

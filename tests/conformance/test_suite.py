@@ -8,10 +8,14 @@ JUnit XML says which checks failed and why.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,3 +238,73 @@ def test_wrong_message_cap_is_reported(tmp_path, cap, check):
     assert run.outcome(check) == "failed", run.output[-3000:]
     other = ({"test_over_cap_message[memory]", "test_large_message_below_cap[memory]"} - {check}).pop()
     assert run.outcome(other) == "passed"
+
+
+# -- the reference server ------------------------------------------------------------------------------
+
+#: Defects the suite finds in the reference server today (reported; remove each once fixed).
+#: - UUID validation accepts a trailing newline (re.match with "$" instead of fullmatch);
+#: - an already-expired grpc-timeout is answered UNKNOWN (see SERVER_CORE_DEADLINE_BUG).
+KNOWN_REFERENCE_DEFECTS = {
+    "test_execute_invalid_field[contact_id-trailing-newline-ExecuteAgent]",
+    "test_execute_invalid_field[contact_id-trailing-newline-StreamAgentExecution]",
+    "test_expired_deadline[agent]",
+    "test_expired_deadline[memory]",
+}
+
+
+@contextlib.contextmanager
+def reference_server(*args: str) -> Iterator[dict[str, str]]:
+    """``ventros serve ARGS`` on free ports; yields {"agent": addr, "memory": addr} as announced."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ventros_cli", "serve", "--agent-port", "0", "--memory-port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    addresses: dict[str, str] = {}
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(r"(agent|memory) service listening on (\S+)", line)
+            if match:
+                addresses[match.group(1)] = match.group(2)
+            wanted = {"agent", "memory"} if "--only" not in args else {args[args.index("--only") + 1]}
+            if wanted <= addresses.keys():
+                break
+        if not addresses:
+            pytest.skip(f"the reference server does not start yet: {''.join(lines)[-500:]}")
+        yield addresses
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_suite_against_reference_agent_service(tmp_path):
+    with (
+        s.serving([s.MiniMemory(fixtures=True)]) as memory,
+        reference_server("--only", "agent", "--memory-addr", memory) as addresses,
+    ):
+        run = run_suite(addresses["agent"], "agent", tmp_path)
+    assert len(run.results) > 50, run.output[-3000:]
+    unexpected = run.failed() - KNOWN_REFERENCE_DEFECTS
+    assert not unexpected, run.output[-8000:]
+
+
+@pytest.mark.slow
+def test_suite_against_reference_memory_service(tmp_path):
+    with reference_server("--only", "memory", "--db", ":memory:", "--fixtures") as addresses:
+        run = run_suite(addresses["memory"], "memory", tmp_path, fixtures=True)
+    assert len(run.results) > 100, run.output[-3000:]
+    unexpected = run.failed() - KNOWN_REFERENCE_DEFECTS
+    assert not unexpected, run.output[-8000:]
