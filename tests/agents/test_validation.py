@@ -21,6 +21,9 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"contact_id": "not-a-uuid"}, "contact_id", "INVALID_FIELD"),
     ({"contact_id": "550e8400e29b41d4a716446655440000"}, "contact_id", "INVALID_FIELD"),  # not 8-4-4-4-12
     ({"contact_id": "{550e8400-e29b-41d4-a716-446655440000}"}, "contact_id", "INVALID_FIELD"),
+    ({"contact_id": "550e8400-e29b-41d4-a716-446655440000\n"}, "contact_id", "INVALID_FIELD"),
+    ({"channel_id": " 660e8400-e29b-41d4-a716-446655440001"}, "channel_id", "INVALID_FIELD"),
+    ({"session_id": "770e8400-e29b-41d4-a716-446655440002\n"}, "session_id", "INVALID_FIELD"),
     ({"message": ""}, "message", "MISSING_FIELD"),
     ({"message": " \n\t "}, "message", "MISSING_FIELD"),
     ({"message": "é" * 8193}, "message", "OUT_OF_RANGE"),  # 16386 UTF-8 bytes
@@ -130,7 +133,11 @@ _uuids = st.tuples(*(st.text(_HEX, min_size=n, max_size=n) for n in (8, 4, 4, 4,
 
 
 @settings(max_examples=200, deadline=None)
-@given(value=st.one_of(_uuids, st.text(max_size=40)))
+@given(
+    value=st.one_of(
+        _uuids, st.text(max_size=40), st.builds(lambda u, s: u + s, _uuids, st.sampled_from("\n \t\r0"))
+    )
+)
 def test_contact_id_accepted_iff_canonical_uuid(value: str) -> None:
     canonical = re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", value) is not None
     try:

@@ -16,8 +16,8 @@ from typing import Any
 
 from ventros import InvalidArgumentError
 
-#: Canonical 8-4-4-4-12 hexadecimal form, any version, any case.
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+#: Canonical 8-4-4-4-12 hexadecimal form, any version, any case. Use with ``fullmatch``.
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 KNOWN_TOOLS = ("get_contact_context", "search_memories", "store_memory")
 
@@ -84,7 +84,7 @@ def require_uuid(value: str, field_name: str, *, required: bool = True) -> None:
                 MISSING, field_name, f"{field_name} is required", f"Set {field_name} to a UUID, {example}."
             )
         return
-    if not UUID_RE.match(value):
+    if not UUID_RE.fullmatch(value):
         raise _invalid(
             INVALID,
             field_name,
