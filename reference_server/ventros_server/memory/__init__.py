@@ -1,0 +1,70 @@
+"""The reference MemoryService: DuckDB + hnswlib hybrid search, knowledge graph, contact context.
+
+Public API (what the CLI and the agents use):
+
+    from ventros_server.memory import MemoryService, open_store, load_demo, import_jsonl
+
+    store = open_store("memory.duckdb")             # or ":memory:"; embedder="offline" by default
+    load_demo(store)                                # the deterministic demo CRM data set
+    report = import_jsonl(store, "crm.jsonl", progress=print)
+    server, statuses = build_server([MemoryService(store)])
+    ...
+    store.close()
+
+See docs/memory.md for the design and the measurements behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..demo_data import load_demo
+from .duckdb_store import DuckDBStore
+from .embedders import Embedder, make_embedder
+from .importer import import_jsonl
+from .service import MemoryService
+from .store import (
+    EmbedderMismatchError,
+    FusionWeights,
+    ImportReport,
+    MemoryStore,
+    SchemaTooNewError,
+    StoreError,
+)
+
+
+def open_store(
+    path: str,
+    *,
+    embedder: str | Embedder = "offline",
+    reembed: bool = False,
+    weights: FusionWeights | None = None,
+    **embedder_options: Any,
+) -> DuckDBStore:
+    """Open (creating or migrating) the DuckDB memory store at ``path`` (":memory:" allowed).
+
+    ``embedder`` is "offline" (default), "openai" or "minilm", or an Embedder instance; the
+    remaining keyword arguments configure it (e.g. base_url=, api_key=, model= for "openai").
+    Raises SchemaTooNewError / EmbedderMismatchError (both StoreError) with a message naming
+    the fix; ``reembed=True`` re-embeds every memory when the embedder changed.
+    """
+    instance = embedder if not isinstance(embedder, str) else make_embedder(embedder, **embedder_options)
+    extra: dict[str, Any] = {"weights": weights} if weights is not None else {}
+    return DuckDBStore(path, instance, reembed=reembed, **extra)
+
+
+__all__ = [
+    "DuckDBStore",
+    "Embedder",
+    "EmbedderMismatchError",
+    "FusionWeights",
+    "ImportReport",
+    "MemoryService",
+    "MemoryStore",
+    "SchemaTooNewError",
+    "StoreError",
+    "import_jsonl",
+    "load_demo",
+    "make_embedder",
+    "open_store",
+]

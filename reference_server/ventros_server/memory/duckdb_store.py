@@ -1,0 +1,895 @@
+"""MemoryStore on one DuckDB file, with an in-memory vector index derived from it.
+
+Durability: everything a memory is made of (row, vector bytes, keyword postings, entity links,
+new entities, contact->entity edges) is written in one DuckDB transaction; DuckDB syncs its
+write-ahead log on COMMIT, so an acknowledged StoreMemory survives kill -9. The vector index
+(vectors.py) is updated after the commit and rebuilt/caught up from the database on open.
+
+Keyword search is BM25 over a postings table maintained inside that same transaction (so a
+memory is searchable the moment StoreMemory returns). DuckDB's fts extension was measured as
+the alternative; its index must be rebuilt in full after writes (docs/memory.md,
+benchmarks/memory_keyword_index.py).
+
+Concurrency: one connection guarded by one lock; the gRPC service calls in from worker threads.
+A DuckDB file can be opened by one process at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from . import churn, graph, ranking, schema, text
+from .embedders import Embedder
+from .store import (
+    Contact,
+    ContactContext,
+    ContactStats,
+    EdgeRecord,
+    EmbedderMismatchError,
+    Entity,
+    FusionWeights,
+    Graph,
+    MemoryRecord,
+    MessageRecord,
+    NewMemory,
+    Purchase,
+    RelatedRef,
+    RelatedResult,
+    ScoredMemory,
+    SearchQuery,
+    SearchResult,
+)
+from .vectors import DEFAULT_EXACT_MAX, VectorIndex
+
+log = logging.getLogger("ventros.memory.store")
+
+#: Rows per transaction in bulk loads: big enough to amortise, small enough to keep memory flat.
+BULK_CHUNK = 20_000
+CONTEXT_GRAPH_DEPTH = 2
+CONTEXT_GRAPH_MAX_NODES = 200
+CONTEXT_GRAPH_MAX_EDGES = 500
+#: Maximum number of edges read around one frontier of a traversal (hub protection).
+EDGE_FETCH_LIMIT = 50_000
+#: In GRAPH scoring, an entity reached through the contact's neighbourhood (not named by the
+#: query) counts this much relative to one the query names.
+NEIGHBOURHOOD_FACTOR = 0.5
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """A numpy object column (DuckDB scans a dict of numpy arrays as a table)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _timestamps(values: Iterable[datetime]) -> np.ndarray:
+    return np.array([_naive(v) for v in values], dtype="datetime64[us]")
+
+
+class DuckDBStore:
+    def __init__(
+        self,
+        path: str,
+        embedder: Embedder,
+        *,
+        weights: FusionWeights = ranking.DEFAULT_WEIGHTS,
+        vector_min_similarity: float = 0.1,
+        exact_max: int = DEFAULT_EXACT_MAX,
+        clock: Callable[[], datetime] = _now,
+        reembed: bool = False,
+    ) -> None:
+        self.path = path
+        self.embedder = embedder
+        self.weights = weights
+        self.vector_min_similarity = vector_min_similarity
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._con = duckdb.connect(path)
+        self._closed = False
+        try:
+            schema.migrate(self._con, where=path)
+            self._check_embedder(reembed)
+            sidecar = None if path == ":memory:" else Path(f"{path}.hnsw")
+            self.vectors = VectorIndex(
+                embedder.dim, embedder_name=embedder.name, sidecar=sidecar, exact_max=exact_max
+            )
+            self._next_seq = self._scalar("SELECT coalesce(max(seq) + 1, 0) FROM memories")
+            self._load_vectors()
+        except Exception:
+            self._con.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = self._con.execute(sql, params if isinstance(params, dict) else list(params)).fetchone()
+        return row[0] if row else None
+
+    def _check_embedder(self, reembed: bool) -> None:
+        info = dict(self._con.execute("SELECT key, value FROM store_info").fetchall())
+        name, dim = info.get("embedder_name"), info.get("embedder_dim")
+        ours = (self.embedder.name, str(self.embedder.dim))
+        if name is None:
+            self._record_embedder()
+        elif (name, dim) != ours:
+            if not reembed:
+                raise EmbedderMismatchError(
+                    f"the memory database {self.path} holds vectors from embedder {name!r} "
+                    f"(dim {dim}), but it was opened with {ours[0]!r} (dim {ours[1]}); vectors of "
+                    f"two embedders cannot be compared. Open it with the embedder it was built "
+                    f"with ({name!r}), or re-embed every memory with the new one: "
+                    f"open_store(path, embedder=..., reembed=True) (CLI: --reembed)."
+                )
+            self._reembed_all()
+
+    def _record_embedder(self) -> None:
+        self._con.execute(
+            "INSERT OR REPLACE INTO store_info VALUES ('embedder_name', ?), ('embedder_dim', ?)",
+            [self.embedder.name, str(self.embedder.dim)],
+        )
+
+    def _reembed_all(self) -> None:
+        log.warning("re-embedding every memory of %s with %s", self.path, self.embedder.name)
+        rows = self._con.execute("SELECT seq, content FROM memories WHERE embedding IS NOT NULL").fetchall()
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            for start in range(0, len(rows), BULK_CHUNK):
+                chunk = rows[start : start + BULK_CHUNK]
+                vectors = self.embedder.embed([content for _, content in chunk])
+                batch = {"seq": np.array([s for s, _ in chunk], dtype=np.int64), "hex": _hex_rows(vectors)}
+                self._con.register("reembed_batch", batch)
+                self._con.execute(
+                    "UPDATE memories SET embedding = unhex(b.hex) FROM reembed_batch b WHERE memories.seq = b.seq"
+                )
+                self._con.unregister("reembed_batch")
+            self._record_embedder()
+            self._con.execute("COMMIT")
+        except Exception:
+            self._con.execute("ROLLBACK")
+            raise
+        if self.path != ":memory:":
+            for suffix in (".hnsw", ".hnsw.json"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def _load_vectors(self) -> None:
+        cursor = self._con.execute(
+            "SELECT seq, embedding FROM memories WHERE embedding IS NOT NULL ORDER BY seq"
+        )
+        while rows := cursor.fetchmany(50_000):
+            seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            self.vectors.add(seqs, flat.reshape(len(rows), self.embedder.dim))
+        self.vectors.load_or_schedule()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.vectors.wait_for_hnsw()
+            self.vectors.save()
+            self._con.execute("CHECKPOINT")
+            self._con.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing memories -----------------------------------------------------------------------
+
+    def store_memory(self, memory: NewMemory) -> MemoryRecord:
+        return self._write_memories([memory], skip_existing=False)[0]
+
+    def add_memories(self, memories: list[NewMemory]) -> int:
+        written = 0
+        for start in range(0, len(memories), BULK_CHUNK):
+            written += len(self._write_memories(memories[start : start + BULK_CHUNK], skip_existing=True))
+        return written
+
+    def _write_memories(self, memories: list[NewMemory], *, skip_existing: bool) -> list[MemoryRecord]:
+        now = self.clock()
+        records = [
+            MemoryRecord(
+                id=(m.id or str(uuid.uuid4())).lower(),
+                contact_id=m.contact_id.lower(),
+                content=m.content,
+                memory_type=m.memory_type,
+                metadata=dict(m.metadata),
+                created_at=_utc(m.created_at) or now,
+                related=list(m.related),
+            )
+            for m in memories
+        ]
+        embed_mask = np.array([m.embed for m in memories], dtype=bool)
+        # Embedding and tokenising happen outside the lock: they are the slow, pure part.
+        vectors = self.embedder.embed([r.content for r, e in zip(records, embed_mask, strict=True) if e])
+        terms = text.term_hashes([r.content for r in records])
+        with self._lock:
+            if skip_existing:
+                records, embed_mask, vectors, terms = self._drop_existing(records, embed_mask, vectors, terms)
+            if not records:
+                return []
+            seqs = np.arange(self._next_seq, self._next_seq + len(records), dtype=np.int64)
+            self._con.execute("BEGIN TRANSACTION")
+            try:
+                self._insert_memory_rows(records, seqs, embed_mask, vectors, terms)
+                self._insert_links(records, seqs)
+                self._con.execute("COMMIT")
+            except Exception:
+                self._con.execute("ROLLBACK")
+                raise
+            self._next_seq += len(records)
+            self.vectors.add(seqs[embed_mask], vectors)
+        for record, embedded, vector in zip(records, embed_mask, _spread(vectors, embed_mask), strict=True):
+            record.embedding = vector if embedded else None
+        return records
+
+    def _drop_existing(
+        self, records: list[MemoryRecord], embed_mask: np.ndarray, vectors: np.ndarray, terms: text.Grams
+    ) -> tuple[list[MemoryRecord], np.ndarray, np.ndarray, text.Grams]:
+        ids = {"id": _objects([r.id for r in records])}
+        self._con.register("incoming_ids", ids)
+        existing = {
+            row[0]
+            for row in self._con.execute(
+                "SELECT id FROM memories SEMI JOIN incoming_ids USING (id)"
+            ).fetchall()
+        }
+        self._con.unregister("incoming_ids")
+        seen: set[str] = set()
+        keep = np.zeros(len(records), dtype=bool)
+        for i, record in enumerate(records):
+            keep[i] = record.id not in existing and record.id not in seen
+            seen.add(record.id)
+        if keep.all():
+            return records, embed_mask, vectors, terms
+        vector_keep = keep[embed_mask]
+        new_index = np.cumsum(keep) - 1
+        term_keep = keep[terms.doc]
+        kept_terms = text.Grams(new_index[terms.doc[term_keep]], terms.hash[term_keep])
+        return (
+            [r for r, k in zip(records, keep, strict=True) if k],
+            embed_mask[keep],
+            vectors[vector_keep],
+            kept_terms,
+        )
+
+    def _insert_memory_rows(
+        self,
+        records: list[MemoryRecord],
+        seqs: np.ndarray,
+        embed_mask: np.ndarray,
+        vectors: np.ndarray,
+        terms: text.Grams,
+    ) -> None:
+        # Term frequency per (memory, term): unique over a combined key.
+        doc_seq = seqs[terms.doc]
+        keys = np.stack([doc_seq, terms.hash], axis=1)
+        unique, tf = (
+            np.unique(keys, axis=0, return_counts=True)
+            if len(keys)
+            else (np.empty((0, 2), np.int64), np.empty(0, np.int64))
+        )
+        doc_len = np.bincount(terms.doc, minlength=len(records)).astype(np.int32)
+        hexes = np.full(len(records), None, dtype=object)
+        hexes[embed_mask] = _hex_rows(vectors)
+        rows = {
+            "seq": seqs,
+            "id": _objects([r.id for r in records]),
+            "contact_id": _objects([r.contact_id for r in records]),
+            "content": _objects([r.content for r in records]),
+            "memory_type": _objects([r.memory_type for r in records]),
+            "metadata": _objects([json.dumps(r.metadata, ensure_ascii=False) for r in records]),
+            "created_at": _timestamps(r.created_at for r in records),
+            "doc_len": doc_len,
+            "hex": hexes,
+        }
+        postings = {
+            "term": unique[:, 1].astype(np.int64),
+            "seq": unique[:, 0].astype(np.int64),
+            "tf": tf.astype(np.int32),
+        }
+        self._con.register("new_memories", rows)
+        self._con.register("new_postings", postings)
+        try:
+            self._con.execute(
+                "INSERT INTO memories SELECT seq, id, contact_id, content, memory_type, metadata, created_at, "
+                "doc_len, unhex(hex) FROM new_memories"
+            )
+            self._con.execute("INSERT INTO postings SELECT term, seq, tf FROM new_postings")
+        finally:
+            self._con.unregister("new_memories")
+            self._con.unregister("new_postings")
+
+    def _insert_links(self, records: list[MemoryRecord], seqs: np.ndarray) -> None:
+        """Memory -> entity links, entities the store has not seen, and contact -> entity edges."""
+        links = [(int(seq), r, ref) for seq, r in zip(seqs, records, strict=True) for ref in r.related]
+        if not links:
+            return
+        self._con.executemany(
+            "INSERT INTO memory_links VALUES (?, ?, ?, ?, ?)",
+            [[seq, ref.entity_id, ref.entity_type, ref.relationship, ref.strength] for seq, _, ref in links],
+        )
+        entities = {ref.entity_id: ref.entity_type for _, _, ref in links}
+        self._con.executemany(
+            "INSERT OR IGNORE INTO entities VALUES (?, ?, '{}')",
+            [[eid, etype] for eid, etype in entities.items()],
+        )
+        # The memory says the contact relates to the entity: that becomes a graph edge, so the
+        # contact's neighbourhood (GetContactContext, GRAPH_ONLY, GetRelatedEntities) shows it.
+        derived: dict[tuple[str, str, str], tuple[float, datetime]] = {}
+        for _, record, ref in links:
+            key = (record.contact_id, ref.entity_id, ref.relationship)
+            weight, created = derived.get(key, (0.0, record.created_at))
+            derived[key] = (max(weight, ref.strength), min(created, record.created_at))
+        self._upsert_edges(
+            [EdgeRecord(f, t, rel, w, c) for (f, t, rel), (w, c) in derived.items()], source="memory"
+        )
+
+    def _upsert_edges(self, edges: list[EdgeRecord], *, source: str) -> None:
+        """Insert edges; an edge already there (same ends and label) keeps the larger weight."""
+        batch = {
+            "from_id": _objects([e.from_id for e in edges]),
+            "to_id": _objects([e.to_id for e in edges]),
+            "relationship": _objects([e.relationship for e in edges]),
+            "weight": np.array([e.weight for e in edges], dtype=np.float32),
+            "created_at": _timestamps(e.created_at or self.clock() for e in edges),
+        }
+        self._con.register("new_edges", batch)
+        try:
+            self._con.execute(
+                """CREATE OR REPLACE TEMP TABLE edge_batch AS
+                   SELECT from_id, to_id, relationship, max(weight) AS weight, min(created_at) AS created_at
+                   FROM new_edges GROUP BY ALL"""
+            )
+            self._con.execute(
+                """UPDATE edges SET weight = greatest(edges.weight, b.weight) FROM edge_batch b
+                   WHERE edges.from_id = b.from_id AND edges.to_id = b.to_id
+                     AND edges.relationship = b.relationship AND b.weight > edges.weight"""
+            )
+            self._con.execute(
+                """INSERT INTO edges SELECT b.from_id, b.to_id, b.relationship, b.weight, b.created_at, ?
+                   FROM edge_batch b ANTI JOIN edges e
+                     ON e.from_id = b.from_id AND e.to_id = b.to_id AND e.relationship = b.relationship""",
+                [source],
+            )
+            self._con.execute("DROP TABLE edge_batch")
+        finally:
+            self._con.unregister("new_edges")
+
+    # -- bulk loading of the rest of the CRM ----------------------------------------------------
+
+    def add_contacts(self, contacts: Iterable[Contact]) -> int:
+        rows = [
+            [
+                c.id.lower(),
+                c.name,
+                c.phone,
+                c.email,
+                c.tier,
+                json.dumps(c.tags, ensure_ascii=False),
+                json.dumps(c.custom_fields, ensure_ascii=False),
+                _naive(c.created_at) if c.created_at else None,
+            ]
+            for c in contacts
+        ]
+        with self._lock, self._transaction():
+            if rows:
+                self._con.executemany("INSERT OR REPLACE INTO contacts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def add_entities(self, entities: Iterable[Entity]) -> int:
+        rows = [[e.id, e.type, json.dumps(e.properties, ensure_ascii=False)] for e in entities]
+        with self._lock, self._transaction():
+            if rows:
+                self._con.executemany("INSERT OR REPLACE INTO entities VALUES (?, ?, ?)", rows)
+        return len(rows)
+
+    def add_edges(self, edges: Iterable[EdgeRecord]) -> int:
+        edges = list(edges)
+        with self._lock, self._transaction():
+            if edges:
+                self._upsert_edges(edges, source="import")
+        return len(edges)
+
+    def add_messages(self, messages: Iterable[MessageRecord]) -> int:
+        messages = list(messages)
+        batch = {
+            "id": _objects([m.id for m in messages]),
+            "contact_id": _objects([m.contact_id.lower() for m in messages]),
+            "content": _objects([m.content for m in messages]),
+            "is_inbound": np.array([m.is_inbound for m in messages], dtype=bool),
+            "channel": _objects([m.channel for m in messages]),
+            "sent_at": _timestamps(m.sent_at for m in messages),
+        }
+        return self._insert_new("messages", batch, len(messages))
+
+    def add_purchases(self, purchases: Iterable[Purchase]) -> int:
+        purchases = list(purchases)
+        batch = {
+            "id": _objects([p.id for p in purchases]),
+            "contact_id": _objects([p.contact_id.lower() for p in purchases]),
+            "product_id": _objects([p.product_id for p in purchases]),
+            "amount": np.array([p.amount for p in purchases], dtype=np.float64),
+            "currency": _objects([p.currency for p in purchases]),
+            "purchased_at": _timestamps(p.purchased_at for p in purchases),
+        }
+        return self._insert_new("purchases", batch, len(purchases))
+
+    def _insert_new(self, table: str, batch: dict[str, np.ndarray], count: int) -> int:
+        """Insert rows whose id the table does not have yet (re-importing a file is harmless)."""
+        if not count:
+            return 0
+        with self._lock, self._transaction():
+            self._con.register("incoming", batch)
+            try:
+                before = self._scalar(f"SELECT count(*) FROM {table}")
+                self._con.execute(
+                    f"INSERT INTO {table} SELECT DISTINCT ON (id) * FROM incoming i "
+                    f"WHERE i.id NOT IN (SELECT id FROM {table})"
+                )
+                return int(self._scalar(f"SELECT count(*) FROM {table}") - before)
+            finally:
+                self._con.unregister("incoming")
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._con)
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        weights = ranking.mode_weights(query.mode, self.weights)
+        query_vector = (
+            self.embedder.embed([query.query])[0] if weights.vector > 0 and query.query.strip() else None
+        )
+        contact_id = query.contact_id.lower()
+        with self._lock:
+            candidates = self._candidate_seqs(contact_id, query.memory_types)
+            vector = (
+                self._vector_scores(query_vector, candidates, query.limit) if query_vector is not None else {}
+            )
+            keyword = self._keyword_scores(query.query, candidates) if weights.keyword > 0 else {}
+            graph_scores = (
+                self._graph_scores(contact_id, query.query, candidates) if weights.graph > 0 else {}
+            )
+            fused = ranking.fuse(weights, vector, keyword, graph_scores)
+            ranked = sorted(fused.items(), key=lambda item: (-item[1][0], -item[0]))[: query.limit]
+            records = self._memories_by_seq([seq for seq, _ in ranked], with_embedding=query.with_embedding)
+        return SearchResult(
+            memories=[ScoredMemory(records[seq], score, parts) for seq, (score, parts) in ranked],
+            total_count=len(fused),
+            vector_matches=len(vector),
+            keyword_matches=len(keyword),
+            graph_matches=len(graph_scores),
+            weights=weights,
+        )
+
+    def _candidate_seqs(self, contact_id: str, memory_types: frozenset[str]) -> np.ndarray:
+        sql = "SELECT seq FROM memories WHERE contact_id = ?"
+        params: list[Any] = [contact_id]
+        if memory_types:
+            sql += " AND list_contains(?, memory_type)"
+            params.append(sorted(memory_types))
+        rows = self._con.execute(sql, params).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def _vector_scores(
+        self, query_vector: np.ndarray, candidates: np.ndarray, limit: int
+    ) -> dict[int, float]:
+        """Cosine (clipped at 0) of every candidate above vector_min_similarity.
+
+        Exact over all candidates up to the switch point; beyond it the hnswlib top
+        max(10 * limit, 200) are scored, so vector_matches is then a lower bound.
+        """
+        if len(candidates) == 0:
+            return {}
+        if len(candidates) <= self.vectors.exact_max or not self.vectors.hnsw_ready:
+            seqs, sims = candidates, self.vectors.similarities(query_vector, candidates)
+        else:
+            seqs, sims = self.vectors.top_k(query_vector, candidates, max(10 * limit, 200))
+        keep = ~np.isnan(sims) & (sims >= self.vector_min_similarity)
+        return {int(s): float(min(max(v, 0.0), 1.0)) for s, v in zip(seqs[keep], sims[keep], strict=True)}
+
+    def _keyword_scores(self, query: str, candidates: np.ndarray) -> dict[int, float]:
+        terms = np.unique(text.term_hashes([query]).hash)
+        if len(terms) == 0 or len(candidates) == 0:
+            return {}
+        self._con.register("candidate_seqs", {"seq": candidates})
+        try:
+            rows = self._con.execute(
+                """
+                WITH q AS (SELECT unnest(?::BIGINT[]) AS term),
+                corpus AS (SELECT count(*) AS n, coalesce(avg(doc_len), 1) AS avgdl FROM memories),
+                hits AS (SELECT p.term, p.seq, p.tf FROM postings p SEMI JOIN q USING (term)),
+                df AS (
+                    SELECT term, ln(1 + (corpus.n - count(*) + 0.5) / (count(*) + 0.5)) AS idf
+                    FROM hits, corpus GROUP BY term, corpus.n
+                ),
+                mine AS (
+                    SELECT h.seq, h.tf, df.idf, m.doc_len FROM hits h
+                    JOIN candidate_seqs c USING (seq) JOIN df USING (term) JOIN memories m USING (seq)
+                )
+                SELECT seq, sum(idf * tf * (? + 1) / (tf + ? * (1 - ? + ? * doc_len / corpus.avgdl))), NULL
+                FROM mine, corpus GROUP BY seq, corpus.avgdl
+                UNION ALL
+                SELECT -1, sum(idf) * (? + 1), NULL FROM df
+                """,
+                [
+                    terms.tolist(),
+                    ranking.BM25_K1,
+                    ranking.BM25_K1,
+                    ranking.BM25_B,
+                    ranking.BM25_B,
+                    ranking.BM25_K1,
+                ],
+            ).fetchall()
+        finally:
+            self._con.unregister("candidate_seqs")
+        ceiling = next((r[1] or 0.0 for r in rows if r[0] == -1), 0.0)
+        raw = {int(r[0]): float(r[1]) for r in rows if r[0] != -1}
+        return ranking.normalise_keyword(raw, ceiling)
+
+    def _graph_scores(self, contact_id: str, query: str, candidates: np.ndarray) -> dict[int, float]:
+        """GRAPH source (docs/contract.md): memories linked to entities the query names, or to
+        entities in the contact's 2-hop neighbourhood.
+
+        score(memory) = max over its links of  strength x relevance(entity), where relevance is
+        1.0 for an entity the query names (by id, or by its "name"/"title" property appearing
+        as a phrase in the query), else NEIGHBOURHOOD_FACTOR x its best-path relevance from the
+        contact (graph.py), else 0.
+        """
+        if len(candidates) == 0:
+            return {}
+        self._con.register("candidate_seqs", {"seq": candidates})
+        try:
+            links = self._con.execute(
+                """SELECT l.seq, l.entity_id, l.strength, e.properties FROM memory_links l
+                   SEMI JOIN candidate_seqs c ON l.seq = c.seq LEFT JOIN entities e ON e.id = l.entity_id"""
+            ).fetchall()
+        finally:
+            self._con.unregister("candidate_seqs")
+        if not links:
+            return {}
+        named = _named_entities(query, {(eid, props) for _, eid, _, props in links})
+        reach = graph.best_paths(contact_id, self._fetch_edges, CONTEXT_GRAPH_DEPTH)
+        scores: dict[int, float] = {}
+        for seq, entity_id, strength, _ in links:
+            if entity_id in named:
+                relevance = 1.0
+            elif entity_id in reach:
+                relevance = NEIGHBOURHOOD_FACTOR * reach[entity_id].relevance
+            else:
+                continue
+            score = min(max(float(strength), 0.0), 1.0) * relevance
+            if score > 0:
+                scores[int(seq)] = max(scores.get(int(seq), 0.0), score)
+        return scores
+
+    def _fetch_edges(self, node_ids: list[str]) -> list[EdgeRecord]:
+        rows = self._con.execute(
+            """SELECT from_id, to_id, relationship, weight, created_at FROM edges
+               WHERE list_contains($ids, from_id) OR list_contains($ids, to_id) LIMIT $cap""",
+            {"ids": node_ids, "cap": EDGE_FETCH_LIMIT},
+        ).fetchall()
+        return [EdgeRecord(f, t, r, float(w), _utc(c)) for f, t, r, w, c in rows]
+
+    def _memories_by_seq(self, seqs: list[int], *, with_embedding: bool) -> dict[int, MemoryRecord]:
+        if not seqs:
+            return {}
+        rows = self._con.execute(
+            """SELECT seq, id, contact_id, content, memory_type, metadata, created_at
+               FROM memories WHERE list_contains(?, seq)""",
+            [seqs],
+        ).fetchall()
+        links = self._links_of(seqs)
+        records: dict[int, MemoryRecord] = {}
+        for seq, mid, cid, content, mtype, metadata, created in rows:
+            records[seq] = MemoryRecord(
+                id=mid,
+                contact_id=cid,
+                content=content,
+                memory_type=mtype,
+                metadata=json.loads(metadata) if metadata else {},
+                created_at=_utc(created) or self.clock(),
+                related=links.get(seq, []),
+            )
+        if with_embedding:
+            present = self.vectors.has(np.array(seqs))
+            vectors = self.vectors.vectors(np.array(seqs))
+            for seq, has, vector in zip(seqs, present, vectors, strict=True):
+                if has and seq in records:
+                    records[seq].embedding = vector
+        return records
+
+    def _links_of(self, seqs: list[int]) -> dict[int, list[RelatedRef]]:
+        rows = self._con.execute(
+            "SELECT seq, entity_type, entity_id, relationship, strength FROM memory_links WHERE list_contains(?, seq)",
+            [seqs],
+        ).fetchall()
+        out: dict[int, list[RelatedRef]] = {}
+        for seq, etype, eid, rel, strength in rows:
+            out.setdefault(seq, []).append(RelatedRef(etype, eid, rel, float(strength)))
+        return out
+
+    # -- contact context ------------------------------------------------------------------------
+
+    def contact_context(
+        self,
+        contact_id: str,
+        *,
+        history_limit: int,
+        entity_types: frozenset[str],
+        include_graph: bool,
+    ) -> ContactContext | None:
+        contact_id = contact_id.lower()
+        with self._lock:
+            profile = self._profile(contact_id)
+            known = profile is not None or self._scalar(
+                """SELECT EXISTS (SELECT 1 FROM memories WHERE contact_id = $c)
+                          OR EXISTS (SELECT 1 FROM messages WHERE contact_id = $c)""",
+                {"c": contact_id},
+            )
+            if not known:
+                return None
+            memories = self._recent_memories(contact_id, history_limit, entity_types)
+            messages = (
+                self._recent_messages(contact_id, history_limit)
+                if not entity_types or "message" in entity_types
+                else []
+            )
+            graph_view = self._contact_graph(contact_id, entity_types) if include_graph else None
+            stats = self._stats(contact_id, profile)
+        return ContactContext(profile or Contact(id=contact_id), memories, messages, graph_view, stats)
+
+    def _profile(self, contact_id: str) -> Contact | None:
+        row = self._con.execute(
+            "SELECT id, name, phone, email, tier, tags, custom_fields, created_at FROM contacts WHERE id = ?",
+            [contact_id],
+        ).fetchone()
+        if row is None:
+            return None
+        cid, name, phone, email, tier, tags, custom, created = row
+        return Contact(
+            cid, name or "", phone or "", email or "", tier or "",
+            json.loads(tags) if tags else [], json.loads(custom) if custom else {}, _utc(created),
+        )  # fmt: skip
+
+    def _recent_memories(
+        self, contact_id: str, limit: int, entity_types: frozenset[str]
+    ) -> list[MemoryRecord]:
+        sql = "SELECT seq FROM memories WHERE contact_id = ?"
+        params: list[Any] = [contact_id]
+        if entity_types:
+            sql += " AND list_contains(?, memory_type)"
+            params.append(sorted(entity_types))
+        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
+        params.append(limit)
+        seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
+        records = self._memories_by_seq(seqs, with_embedding=False)
+        return [records[s] for s in seqs if s in records]
+
+    def _recent_messages(self, contact_id: str, limit: int) -> list[MessageRecord]:
+        rows = self._con.execute(
+            """SELECT id, contact_id, content, is_inbound, channel, sent_at FROM messages
+               WHERE contact_id = ? ORDER BY sent_at DESC, id DESC LIMIT ?""",
+            [contact_id, limit],
+        ).fetchall()
+        return [
+            MessageRecord(i, c, t or "", bool(b), ch or "", _utc(s) or self.clock())
+            for i, c, t, b, ch, s in rows
+        ]
+
+    def _contact_graph(self, contact_id: str, entity_types: frozenset[str]) -> Graph:
+        node_ids, edges = graph.neighbourhood(
+            contact_id,
+            self._fetch_edges,
+            depth=CONTEXT_GRAPH_DEPTH,
+            max_nodes=CONTEXT_GRAPH_MAX_NODES,
+            max_edges=CONTEXT_GRAPH_MAX_EDGES,
+        )
+        nodes = self._nodes(node_ids)
+        if entity_types:
+            nodes = [n for n in nodes if n.id == contact_id or n.type in entity_types]
+        kept = {n.id for n in nodes}
+        return Graph(nodes, [e for e in edges if e.from_id in kept and e.to_id in kept])
+
+    def _nodes(self, ids: list[str]) -> list[Entity]:
+        """Entities, then contacts (type "contact"), then ids known only from memories/messages
+        (contacts without a profile), then "unknown" for ids that appear only in edges."""
+        found: dict[str, Entity] = {}
+        for eid, etype, props in self._con.execute(
+            "SELECT id, type, properties FROM entities WHERE list_contains(?, id)", [ids]
+        ).fetchall():
+            found[eid] = Entity(eid, etype, json.loads(props) if props else {})
+        for cid, name, tier, email in self._con.execute(
+            "SELECT id, name, tier, email FROM contacts WHERE list_contains(?, id)", [ids]
+        ).fetchall():
+            if cid not in found:
+                props = {k: v for k, v in (("name", name), ("tier", tier), ("email", email)) if v}
+                found[cid] = Entity(cid, "contact", props)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            for (cid,) in self._con.execute(
+                """SELECT DISTINCT contact_id FROM (
+                       SELECT contact_id FROM memories UNION ALL SELECT contact_id FROM messages
+                       UNION ALL SELECT contact_id FROM purchases) WHERE list_contains(?, contact_id)""",
+                [missing],
+            ).fetchall():
+                found[cid] = Entity(cid, "contact", {})
+        return [found.get(i, Entity(i, "unknown", {})) for i in ids]
+
+    def _stats(self, contact_id: str, profile: Contact | None) -> ContactStats:
+        now = self.clock()
+        since = _naive(now - timedelta(days=churn.WINDOW_DAYS))
+        row = self._con.execute(
+            """SELECT
+                 (SELECT count(*) FROM messages WHERE contact_id = $c),
+                 (SELECT count(*) FROM purchases WHERE contact_id = $c),
+                 (SELECT coalesce(sum(amount), 0) FROM purchases WHERE contact_id = $c),
+                 (SELECT min(t) FROM (
+                     SELECT min(sent_at) t FROM messages WHERE contact_id = $c
+                     UNION ALL SELECT min(purchased_at) FROM purchases WHERE contact_id = $c
+                     UNION ALL SELECT min(created_at) FROM memories WHERE contact_id = $c)),
+                 (SELECT max(t) FROM (
+                     SELECT max(sent_at) t FROM messages WHERE contact_id = $c
+                     UNION ALL SELECT max(purchased_at) FROM purchases WHERE contact_id = $c
+                     UNION ALL SELECT max(created_at) FROM memories WHERE contact_id = $c)),
+                 (SELECT count(*) FROM messages WHERE contact_id = $c AND is_inbound AND sent_at >= $since)
+                   + (SELECT count(*) FROM purchases WHERE contact_id = $c AND purchased_at >= $since),
+                 (SELECT count(*) FROM memories m WHERE contact_id = $c AND created_at >= $since AND (
+                     list_contains($types, memory_type)
+                     OR EXISTS (SELECT 1 FROM memory_links l WHERE l.seq = m.seq AND l.relationship = $rel)))
+            """,
+            {
+                "c": contact_id,
+                "since": since,
+                "types": list(churn.COMPLAINT_TYPES),
+                "rel": churn.COMPLAINT_RELATIONSHIP,
+            },
+        ).fetchone()
+        assert row is not None
+        messages, purchases, ltv, first, last, interactions, complaints = row
+        first_contact = min(
+            (t for t in (_utc(first), profile.created_at if profile else None) if t is not None), default=None
+        )
+        last_activity = _utc(last)
+        risk = churn.churn_risk(churn.ChurnInputs(last_activity, int(interactions), int(complaints)), now)
+        return ContactStats(int(messages), int(purchases), float(ltv), first_contact, last_activity, risk)
+
+    # -- knowledge graph ------------------------------------------------------------------------
+
+    def related_entities(
+        self,
+        entity_id: str,
+        *,
+        entity_type: str | None,
+        target_types: frozenset[str],
+        max_depth: int,
+        limit: int,
+    ) -> list[RelatedResult] | None:
+        with self._lock:
+            start = self._node(entity_id)
+            if start is None or (entity_type and start.type != entity_type):
+                return None
+            reached = graph.best_paths(start.id, self._fetch_edges, max_depth)
+            nodes = {n.id: n for n in self._nodes(list(reached))}
+        results = [
+            RelatedResult(nodes[node_id], r.path, r.relevance)
+            for node_id, r in reached.items()
+            if not target_types or nodes[node_id].type in target_types
+        ]
+        results.sort(key=lambda r: (-r.relevance, len(r.path), r.entity.id))
+        return results[:limit]
+
+    def _node(self, node_id: str) -> Entity | None:
+        """The node with this id, if the store knows it (as an entity, a contact or an edge end)."""
+        candidates = [node_id] if node_id == node_id.lower() else [node_id, node_id.lower()]
+        for candidate in candidates:
+            node = self._nodes([candidate])[0]
+            if node.type != "unknown":
+                return node
+            if self._scalar(
+                "SELECT EXISTS (SELECT 1 FROM edges WHERE from_id = $i OR to_id = $i)", {"i": candidate}
+            ):
+                return node
+        return None
+
+    # -- introspection (CLI, benchmarks) --------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                table: int(self._scalar(f"SELECT count(*) FROM {table}"))
+                for table in (
+                    "contacts",
+                    "messages",
+                    "purchases",
+                    "memories",
+                    "entities",
+                    "edges",
+                    "postings",
+                )
+            }
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._scalar("SELECT max(version) FROM schema_version"))
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def __enter__(self) -> None:
+        self._con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _hex_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each float32 row as hex text: DuckDB ingests a numpy column of str far faster than of bytes."""
+    raw = np.ascontiguousarray(vectors, dtype=np.float32)
+    out = np.empty(len(raw), dtype=object)
+    out[:] = [row.tobytes().hex() for row in raw]
+    return out
+
+
+def _spread(vectors: np.ndarray, mask: np.ndarray) -> list[np.ndarray | None]:
+    """One entry per memory: its vector, or None where it was not embedded."""
+    it = iter(vectors)
+    return [next(it) if m else None for m in mask]
+
+
+_ID_TOKEN = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _named_entities(query: str, entities: set[tuple[str, str | None]]) -> set[str]:
+    """Entities the query names: by id (a token of the query, any case), or by their "name" or
+    "title" property appearing in the folded query as a whole-word phrase."""
+    if not query.strip():
+        return set()
+    tokens = {t.lower() for t in _ID_TOKEN.findall(query)}
+    folded = f" {text.fold(query)} "
+    named: set[str] = set()
+    for entity_id, props in entities:
+        if entity_id.lower() in tokens:
+            named.add(entity_id)
+            continue
+        properties = json.loads(props) if props else {}
+        for key in ("name", "title"):
+            label = text.fold(str(properties.get(key, "")))
+            if label and f" {label} " in folded:
+                named.add(entity_id)
+                break
+    return named
+
+
+__all__ = ["DuckDBStore"]

@@ -1,0 +1,269 @@
+"""MemoryService over gRPC: validate, apply the contract's defaults, call the store, map back.
+
+The store is blocking (DuckDB, numpy); each call runs in a worker thread so the event loop keeps
+serving other calls (health checks, other RPCs) meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+from ventros import NotFoundError
+from ventros import memory as pb
+from ventros._generated.ventros.memory import MemoryServiceBase
+
+from . import validation as v
+from .store import (
+    ContactContext,
+    EdgeRecord,
+    Entity,
+    MemoryRecord,
+    MemoryStore,
+    NewMemory,
+    RelatedRef,
+    SearchMode,
+    SearchQuery,
+)
+
+_MODES = {
+    pb.SearchMode.HYBRID: SearchMode.HYBRID,
+    pb.SearchMode.VECTOR_ONLY: SearchMode.VECTOR,
+    pb.SearchMode.KEYWORD_ONLY: SearchMode.KEYWORD,
+    pb.SearchMode.GRAPH_ONLY: SearchMode.GRAPH,
+}
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+class MemoryService(MemoryServiceBase):
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    # -- SearchMemories -------------------------------------------------------------------------
+
+    async def search_memories(self, message: pb.SearchMemoriesRequest) -> pb.SearchMemoriesResponse:
+        started = time.perf_counter()
+        query = self._search_query(message)
+        include = v.include_fields(list(message.include_fields))
+        result = await asyncio.to_thread(self.store.search, query)
+        memories = [_memory(s.memory, s.score, include) for s in result.memories]
+        return pb.SearchMemoriesResponse(
+            memories=memories,
+            total_count=result.total_count,
+            metadata=pb.SearchMetadata(
+                vector_matches=result.vector_matches,
+                keyword_matches=result.keyword_matches,
+                graph_matches=result.graph_matches,
+                vector_weight=result.weights.vector,
+                keyword_weight=result.weights.keyword,
+                graph_weight=result.weights.graph,
+            ),
+            search_latency_ms=_elapsed_ms(started),
+        )
+
+    def _search_query(self, message: pb.SearchMemoriesRequest) -> SearchQuery:
+        contact_id = v.uuid_field("contact_id", message.contact_id)
+        mode = _MODES.get(message.mode)  # type: ignore[call-overload]
+        if mode is None:
+            raise v.invalid(
+                "mode",
+                f"unknown SearchMode {int(message.mode)}",
+                "Use HYBRID, VECTOR_ONLY, KEYWORD_ONLY or GRAPH_ONLY.",
+            )
+        v.text_field("query", message.query, max_bytes=4096, required=mode is not SearchMode.GRAPH)
+        limit = v.bounded_int("limit", message.limit, default=10, maximum=100)
+        v.list_size("memory_types", message.memory_types, 32)
+        include = v.include_fields(list(message.include_fields))
+        return SearchQuery(
+            contact_id=contact_id,
+            query=message.query,
+            limit=limit,
+            memory_types=frozenset(message.memory_types),
+            mode=mode,
+            with_embedding="embedding" in include,
+        )
+
+    # -- GetContactContext ----------------------------------------------------------------------
+
+    async def get_contact_context(self, message: pb.GetContactContextRequest) -> pb.GetContactContextResponse:
+        started = time.perf_counter()
+        contact_id = v.uuid_field("contact_id", message.contact_id)
+        history_limit = v.bounded_int("history_limit", message.history_limit, default=50, maximum=500)
+        context = await asyncio.to_thread(
+            self.store.contact_context,
+            contact_id,
+            history_limit=history_limit,
+            entity_types=frozenset(message.entity_types),
+            include_graph=message.include_graph,
+        )
+        if context is None:
+            raise NotFoundError.of(
+                "CONTACT_NOT_FOUND",
+                f"no profile, memory or message for contact {contact_id}",
+                suggestions=["Check the contact id, or store a memory for this contact first."],
+                contact_id=contact_id,
+            )
+        return _context(context, _elapsed_ms(started))
+
+    # -- StoreMemory ----------------------------------------------------------------------------
+
+    async def store_memory(self, message: pb.StoreMemoryRequest) -> pb.StoreMemoryResponse:
+        started = time.perf_counter()
+        memory = self._new_memory(message)
+        stored = await asyncio.to_thread(self.store.store_memory, memory)
+        return pb.StoreMemoryResponse(memory_id=stored.id, success=True, latency_ms=_elapsed_ms(started))
+
+    def _new_memory(self, message: pb.StoreMemoryRequest) -> NewMemory:
+        contact_id = v.uuid_field("contact_id", message.contact_id)
+        content = v.text_field("content", message.content, max_bytes=16384, required=True)
+        memory_type = v.snake_name("memory_type", message.memory_type, example="agent_insight")
+        metadata = v.metadata_map("metadata", dict(message.metadata))
+        v.list_size("related", message.related, 32)
+        related = [_related_ref(i, r) for i, r in enumerate(message.related)]
+        return NewMemory(
+            contact_id=contact_id,
+            content=content,
+            memory_type=memory_type,
+            metadata=metadata,
+            # optional bool: None (unset) means true, the spec's default.
+            embed=message.auto_embed is not False,
+            related=related,
+        )
+
+    # -- GetRelatedEntities ---------------------------------------------------------------------
+
+    async def get_related_entities(
+        self, message: pb.GetRelatedEntitiesRequest
+    ) -> pb.GetRelatedEntitiesResponse:
+        started = time.perf_counter()
+        entity_id = v.entity_id("entity_id", message.entity_id)
+        if message.entity_type:
+            v.snake_name("entity_type", message.entity_type, example="product")
+        max_depth = v.bounded_int("max_depth", message.max_depth, default=2, maximum=5)
+        limit = v.bounded_int("limit", message.limit, default=20, maximum=100)
+        results = await asyncio.to_thread(
+            self.store.related_entities,
+            entity_id,
+            entity_type=message.entity_type or None,
+            target_types=frozenset(message.target_types),
+            max_depth=max_depth,
+            limit=limit,
+        )
+        if results is None:
+            of_type = f" of type {message.entity_type!r}" if message.entity_type else ""
+            raise NotFoundError.of(
+                "ENTITY_NOT_FOUND",
+                f"no entity {entity_id!r}{of_type} in the knowledge graph",
+                suggestions=[
+                    "Check the id (and entity_type); entities appear when imported or linked by StoreMemory."
+                ],
+                entity_id=entity_id,
+            )
+        return pb.GetRelatedEntitiesResponse(
+            entities=[
+                pb.RelatedEntityResult(
+                    entity=_node(r.entity), path=[_edge(e) for e in r.path], relevance=_unit(r.relevance)
+                )
+                for r in results
+            ],
+            latency_ms=_elapsed_ms(started),
+        )
+
+
+# -- mapping store dataclasses to messages -------------------------------------------------------
+
+
+def _unit(value: float) -> float:
+    return 0.0 if math.isnan(value) else min(max(float(value), 0.0), 1.0)
+
+
+def _related_ref(index: int, related: pb.RelatedEntity) -> RelatedRef:
+    field = f"related[{index}]"
+    return RelatedRef(
+        entity_type=v.snake_name(f"{field}.entity_type", related.entity_type, example="product"),
+        entity_id=v.entity_id(f"{field}.entity_id", related.entity_id),
+        relationship=v.snake_name(f"{field}.relationship", related.relationship, example="mentioned")
+        if related.relationship
+        else "mentioned",
+        strength=v.strength(f"{field}.strength", related.strength),
+    )
+
+
+def _memory(record: MemoryRecord, score: float, include: frozenset[str]) -> pb.Memory:
+    fields: dict[str, Any] = {
+        "id": record.id,
+        "memory_type": record.memory_type,
+        "relevance_score": _unit(score),
+        "created_at": record.created_at,
+    }
+    if "content" in include:
+        fields["content"] = record.content
+    if "metadata" in include:
+        fields["metadata"] = dict(record.metadata)
+    if "related" in include:
+        fields["related"] = [
+            pb.RelatedEntity(
+                entity_type=r.entity_type,
+                entity_id=r.entity_id,
+                relationship=r.relationship,
+                strength=r.strength,
+            )
+            for r in record.related
+        ]
+    if "embedding" in include and record.embedding is not None:
+        fields["embedding"] = [float(x) for x in record.embedding]
+    return pb.Memory(**fields)
+
+
+def _node(entity: Entity) -> pb.Node:
+    return pb.Node(
+        id=entity.id, type=entity.type, properties={k: str(val) for k, val in entity.properties.items()}
+    )
+
+
+def _edge(edge: EdgeRecord) -> pb.Edge:
+    return pb.Edge(
+        from_id=edge.from_id, to_id=edge.to_id, relationship=edge.relationship, weight=_unit(edge.weight),
+        created_at=edge.created_at,
+    )  # fmt: skip
+
+
+def _context(context: ContactContext, latency_ms: float) -> pb.GetContactContextResponse:
+    profile, stats = context.profile, context.stats
+    everything = frozenset(v.INCLUDE_FIELDS) - {"embedding"}
+    return pb.GetContactContextResponse(
+        profile=pb.ContactProfile(
+            contact_id=profile.id,
+            name=profile.name,
+            phone=profile.phone,
+            email=profile.email,
+            tier=profile.tier,
+            tags=list(profile.tags),
+            custom_fields={k: str(val) for k, val in profile.custom_fields.items()},
+        ),
+        recent_memories=[_memory(m, 0.0, everything) for m in context.recent_memories],
+        recent_messages=[
+            pb.Message(
+                id=m.id, content=m.content, is_inbound=m.is_inbound, sent_at=m.sent_at, channel=m.channel
+            )
+            for m in context.recent_messages
+        ],
+        graph=pb.KnowledgeGraph(
+            nodes=[_node(n) for n in context.graph.nodes] if context.graph else [],
+            edges=[_edge(e) for e in context.graph.edges] if context.graph else [],
+        ),
+        stats=pb.ContactStats(
+            total_messages=stats.total_messages,
+            total_purchases=stats.total_purchases,
+            lifetime_value=stats.lifetime_value,
+            first_contact=stats.first_contact,
+            last_activity=stats.last_activity,
+            churn_risk=_unit(stats.churn_risk),
+        ),
+        latency_ms=latency_ms,
+    )

@@ -1,0 +1,296 @@
+"""Text normalisation and hashing shared by the keyword index and the offline embedder.
+
+Everything here works on a *batch* of texts at once with numpy, because the JSONL importer
+has to tokenise and embed tens of thousands of memories per second and a Python loop per word
+is too slow for that. The steps:
+
+1. ``fold``: lower-case and strip accents ("Reclamação" -> "reclamacao") with one
+   ``str.translate`` table, so Portuguese and English words match with or without diacritics.
+2. Everything that is not a letter or digit becomes a single space.
+3. The batch is joined into one string, separated by ``\\x01``, turned into a uint32 array of
+   code points, and every n-gram / word / word bigram is hashed with a polynomial hash computed
+   from prefix sums (mod 2**64), then mixed (splitmix64 finaliser) so that low bits are usable.
+
+Hashes are stable across processes and machines (no Python ``hash()``, which is salted), since
+they are stored on disk as keyword-index terms.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+
+_SEP = "\x01"
+_P = np.uint64(1_000_003)  # odd, so it has an inverse mod 2**64
+_P_INV = np.uint64(pow(1_000_003, -1, 2**64))
+_NON_WORD = re.compile(r"[^\w\x01]+|_+")
+
+
+def _build_fold_table() -> dict[int, str]:
+    """Map every accented Latin letter (U+00C0..U+024F) to its base letter, lower-cased."""
+    table: dict[int, str] = {}
+    for code in range(0xC0, 0x250):
+        char = chr(code)
+        base = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+        if base and base != char and base.isascii():
+            table[code] = base.lower()
+    table[ord("ß")] = "ss"
+    table[ord("æ")] = "ae"
+    table[ord("Æ")] = "ae"
+    table[ord("ø")] = "o"
+    table[ord("Ø")] = "o"
+    return table
+
+
+_FOLD = _build_fold_table()
+
+
+def fold(text: str) -> str:
+    """Lower-case, accent-free, words separated by single spaces."""
+    folded = _NON_WORD.sub(" ", text.lower().translate(_FOLD))
+    return " ".join(folded.split())
+
+
+def words(text: str) -> list[str]:
+    return fold(text).split()
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+@dataclass(frozen=True)
+class Grams:
+    """Hashes of one kind of feature over a batch: ``doc[i]`` is the text that ``hash[i]`` came from."""
+
+    doc: np.ndarray  # int64
+    hash: np.ndarray  # uint64
+
+
+def _build_word_table() -> np.ndarray:
+    """is_word[code point] for the Basic Multilingual Plane (letters and digits of any script)."""
+    table = np.array([chr(c).isalnum() for c in range(0x10000)], dtype=bool)
+    table[ord(_SEP)] = True  # kept, so that texts stay apart
+    return table
+
+
+_IS_WORD = _build_word_table()
+
+
+def _words_and_single_spaces(codes: np.ndarray) -> np.ndarray:
+    """Code points with every run of non-word characters turned into one space (numpy ``re.sub``)."""
+    in_bmp = codes < 0x10000
+    is_word = np.zeros(len(codes), dtype=bool)
+    is_word[in_bmp] = _IS_WORD[codes[in_bmp]]
+    codes = np.where(is_word, codes, ord(" ")).astype(np.uint64)
+    keep = np.ones(len(codes), dtype=bool)
+    keep[1:] = is_word[1:] | is_word[:-1]
+    return codes[keep]
+
+
+class _Powers:
+    """P**i and P**-i mod 2**64 for i < n, grown on demand and kept (they never change)."""
+
+    def __init__(self) -> None:
+        self.forward = np.ones(1, dtype=np.uint64)
+        self.inverse = np.ones(1, dtype=np.uint64)
+
+    def ensure(self, n: int) -> None:
+        if len(self.forward) >= n:
+            return
+        size = max(n, 2 * len(self.forward))
+        with np.errstate(over="ignore"):
+            self.forward = self._geometric(_P, size)
+            self.inverse = self._geometric(_P_INV, size)
+
+    @staticmethod
+    def _geometric(base: np.uint64, size: int) -> np.ndarray:
+        out = np.empty(size, dtype=np.uint64)
+        out[0] = 1
+        np.cumprod(np.full(size - 1, base, dtype=np.uint64), dtype=np.uint64, out=out[1:])
+        return out
+
+
+_POWERS = _Powers()
+
+
+class HashedBatch:
+    """A batch of texts, folded and ready to hash into words, word bigrams and char n-grams."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.size = len(texts)
+        # One C-level pass over the whole batch; every text is padded with spaces so each word
+        # has a boundary on both sides.
+        joined = f" {f' {_SEP} '.join(texts)} ".lower().translate(_FOLD)
+        codes = _words_and_single_spaces(np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32))
+        n = len(codes)
+        _POWERS.ensure(n + 1)
+        self._codes = codes
+        self._is_sep = codes == ord(_SEP)
+        self._doc = np.cumsum(self._is_sep, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            # prefix[i] = sum(codes[j] * P**j for j < i), wrapping mod 2**64.
+            prefix = np.zeros(n + 1, dtype=np.uint64)
+            np.cumsum(codes * _POWERS.forward[:n], out=prefix[1:], dtype=np.uint64)
+        self._prefix = prefix
+        self._inverse = _POWERS.inverse
+        self._is_space = codes == ord(" ")
+        is_break = self._is_space | self._is_sep
+        # A word starts after a break and ends before one; the padding guarantees both.
+        self._word_start = np.flatnonzero(~is_break[1:] & is_break[:-1]) + 1
+        self._word_end = np.flatnonzero(~is_break[:-1] & is_break[1:]) + 1
+
+    def _segment_hash(self, start: np.ndarray, end: np.ndarray, salt: int) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            raw = (self._prefix[end] - self._prefix[start]) * self._inverse[start]
+            return _mix(
+                raw + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15) + (end - start).astype(np.uint64)
+            )
+
+    def words(self) -> Grams:
+        start, end = self._word_start, self._word_end
+        return Grams(self._doc[start], self._segment_hash(start, end, salt=1))
+
+    def word_bigrams(self) -> Grams:
+        start, end = self._word_start, self._word_end
+        same_doc = self._doc[start[:-1]] == self._doc[start[1:]]
+        first, last = start[:-1][same_doc], end[1:][same_doc]
+        return Grams(self._doc[first], self._segment_hash(first, last, salt=2))
+
+    def char_ngrams(self, n: int) -> Grams:
+        """n-grams of the space-padded text that do not cross a text boundary or a double space."""
+        count = len(self._codes) - n + 1
+        if count <= 0:
+            return Grams(np.empty(0, np.int64), np.empty(0, np.uint64))
+        start = np.arange(count, dtype=np.int64)
+        crosses = np.zeros(count, dtype=bool)
+        for k in range(n):
+            crosses |= self._is_sep[k : k + count]
+        # An n-gram that starts and ends on a space (e.g. " a ") carries no more than the word.
+        crosses |= self._is_space[:count] & self._is_space[n - 1 : n - 1 + count]
+        keep = start[~crosses]
+        return Grams(self._doc[keep], self._segment_hash(keep, keep + n, salt=10 + n))
+
+
+def term_hashes(texts: list[str]) -> Grams:
+    """Keyword-index terms (folded words, stop words removed) as signed-int64-safe hashes."""
+    grams = HashedBatch(texts).words()
+    keep = ~np.isin(grams.hash, _STOPWORD_HASHES)
+    return Grams(grams.doc[keep], to_term_id(grams.hash[keep]))
+
+
+def to_term_id(hashes: np.ndarray) -> np.ndarray:
+    """Store hashes as BIGINT: the top bit dropped so the value is a positive int64."""
+    return (hashes >> np.uint64(1)).astype(np.int64)
+
+
+# Function words of English and Portuguese: in every other memory, so they only add postings.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+        "you",
+        "your",
+        "we",
+        "our",
+        "they",
+        "their",
+        "he",
+        "she",
+        "his",
+        "her",
+        "me",
+        "my",
+        "not",
+        "no",
+        "do",
+        "does",
+        "did",
+        "so",
+        "if",
+        "then",
+        "o",
+        "os",
+        "as",
+        "um",
+        "uma",
+        "uns",
+        "umas",
+        "e",
+        "de",
+        "do",
+        "da",
+        "dos",
+        "das",
+        "em",
+        "no",
+        "na",
+        "nos",
+        "nas",
+        "por",
+        "para",
+        "com",
+        "que",
+        "se",
+        "ao",
+        "aos",
+        "à",
+        "é",
+        "foi",
+        "ser",
+        "sao",
+        "mas",
+        "ou",
+        "meu",
+        "minha",
+        "seu",
+        "sua",
+        "eu",
+        "ele",
+        "ela",
+        "nao",
+        "sim",
+        "lhe",
+        "isso",
+        "esta",
+        "este",
+        "essa",
+        "esse",
+    ]
+)
+_STOPWORD_HASHES = np.sort(HashedBatch(sorted(STOPWORDS)).words().hash)
