@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ventros import InvalidArgumentError, NotFoundError
+from ventros import InternalError, InvalidArgumentError, NotFoundError
 from ventros import memory as pb
 from ventros._generated.ventros.memory import MemoryServiceBase
 
@@ -39,6 +39,8 @@ class FakeMemoryService(MemoryServiceBase):
     calls: list[str] = field(default_factory=list)
     #: Seconds every call sleeps first (to test deadlines and cancellation).
     delay: float = 0.0
+    #: Methods that fail with INTERNAL (a broken but reachable memory service).
+    broken: set[str] = field(default_factory=set)
 
     def seed_contact(
         self, contact_id: str, *, name: str, tier: str, ltv: float = 0.0, churn: float = 0.1
@@ -63,6 +65,8 @@ class FakeMemoryService(MemoryServiceBase):
         self.calls.append(name)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if name in self.broken:
+            raise InternalError.of("INTERNAL", f"{name} is broken in this test")
 
     async def search_memories(self, message: pb.SearchMemoriesRequest) -> pb.SearchMemoriesResponse:
         await self._enter("search_memories")

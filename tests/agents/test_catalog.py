@@ -141,3 +141,10 @@ async def test_adding_an_agent_is_one_class_and_one_registration(memory_address:
         resp = await client.execute_agent(execute_request(agent_type="EchoAgent", message="hello there"))
         assert resp.suggested_actions == ["schedule_follow_up"]
         assert resp.metadata["echo"] == "hello there"
+
+
+def test_bad_memory_address_fails_at_construction() -> None:
+    from ventros_server.agents import AgentService
+
+    with pytest.raises(ventros.ConfigurationError):
+        AgentService(memory_address="no-port-here")

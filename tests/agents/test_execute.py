@@ -249,3 +249,40 @@ async def test_unexpected_exception_is_internal(memory_address: str) -> None:
         with pytest.raises(ventros.InternalError) as err:
             await client.execute_agent(execute_request())
     assert err.value.code == "AGENT_FAILED" and "bug" not in err.value.message
+
+
+async def test_agent_server_down_is_unavailable() -> None:
+    """Spec table 4.1, UNAVAILABLE: "Python ADK down" (what the CRM sees, with a suggestion)."""
+    from .conftest import closed_port_address
+
+    client = ventros.AgentClient(closed_port_address(), retry=ventros.RetryPolicy(attempts=1))
+    try:
+        with pytest.raises(ventros.UnavailableError) as err:
+            await client.execute_agent(execute_request())
+    finally:
+        client.close()
+    assert err.value.code == "UNREACHABLE" and err.value.suggestions
+
+
+async def test_one_broken_memory_rpc_does_not_disable_the_others(
+    client: ventros.AgentClient, fake_memory: FakeMemoryService
+) -> None:
+    fake_memory.broken = {"get_contact_context"}
+    resp = await client.execute_agent(execute_request())
+    assert [t.tool_name for t in resp.tool_calls] == [
+        "get_contact_context",
+        "search_memories",
+        "store_memory",
+    ]
+    assert resp.tool_calls[0].output.startswith("error: INTERNAL")
+    assert resp.metadata["memory"] == "ok" and "insight_memory_id" in resp.metadata
+
+
+async def test_memory_failing_on_every_call_is_reported_unavailable(
+    client: ventros.AgentClient, fake_memory: FakeMemoryService
+) -> None:
+    fake_memory.broken = {"get_contact_context", "search_memories", "store_memory"}
+    resp = await client.execute_agent(execute_request())
+    assert resp.metadata["memory"] == "unavailable"
+    assert all(t.output.startswith("error:") for t in resp.tool_calls)
+    assert resp.response and resp.intent == "purchase_intent"

@@ -248,8 +248,10 @@ class ConversationalAgent(Agent):
             # The agents' own earlier conclusions are not facts about the customer: keep them out.
             memories = [m.content for m in found if m.content and m.memory_type != INSIGHT_MEMORY_TYPE]
         memory_ok = tools.status == "ok"
-        if not memory_ok:
+        if tools.unreachable:
             yield Thought("Memory service unavailable: answering without memory.")
+        elif not memory_ok:
+            yield Thought("Memory service failed on every call: answering without memory.")
         elif memory_tools:
             yield Thought(self._learned(contact, memories))
 

@@ -25,6 +25,7 @@ from ventros import (
     MemoryClient,
     RetryPolicy,
     StatusError,
+    _settings,
 )
 from ventros import agents as pb
 from ventros._generated.ventros.agents import AgentServiceBase
@@ -227,6 +228,8 @@ class AgentService(AgentServiceBase):
         self.memory_timeout = memory_timeout
         self._memory_client = memory_client
         self._owns_memory_client = memory_client is None
+        if memory_client is None:  # a bad address fails here, at startup, not on the first call
+            _settings.split_address(_settings.memory_address(memory_address))
         self._batch_concurrency = max(1, min(batch_concurrency, BATCH_CONCURRENCY))
 
     # -- plumbing --------------------------------------------------------------------------------

@@ -4,11 +4,17 @@ Each tool returns a ToolResult (input, a short summary of the output, measured l
 next to its value. A tool outside the run's whitelist (ExecutionOptions.tools) is never called:
 asking for it raises ToolNotAllowed, a programming error in the agent.
 
-The memory service being unreachable is not a failure of the run (the proto's decision): the
-tool's outcome is "unavailable", ``MemoryTools.status`` becomes "unavailable" (reported as
-response metadata["memory"]) and later memory tools of the same run are skipped, so the agent
-answers without memory. NOT_FOUND from get_contact_context means a contact the store has never
-seen: an "ok" outcome with no profile.
+A failing memory service is not a failure of the run (the proto's decision):
+
+* unreachable (UNAVAILABLE, DEADLINE_EXCEEDED, a transport error): the tool's outcome is
+  "unavailable" and the later memory tools of the run are skipped;
+* any other error (INTERNAL, UNAUTHENTICATED, INVALID_ARGUMENT...): the outcome is "error" and
+  the other tools still run (one broken RPC does not make the others useless).
+
+``MemoryTools.status`` (response metadata["memory"]) is "unavailable" when the service was
+unreachable or when no memory call of the run succeeded although some were made, i.e. whenever
+the agent answered without memory; else "ok". NOT_FOUND from get_contact_context means a contact
+the store has never seen: an "ok" outcome with no profile.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ventros import InvalidArgumentError, MemoryClient, NotFoundError, StatusError
+from ventros import DeadlineExceededError, MemoryClient, NotFoundError, StatusError, UnavailableError
 from ventros import memory as pb_memory
 
 from .events import ToolResult
@@ -94,10 +100,10 @@ def _clip(text: str, limit: int = _OUTPUT_LIMIT) -> str:
 
 def _failure(exc: BaseException) -> tuple[str, str]:
     """(outcome, summary) of a failed memory call."""
-    if isinstance(exc, InvalidArgumentError):
-        return "error", f"error: {exc.code or 'INVALID_ARGUMENT'}: {exc.message}"
-    if isinstance(exc, StatusError):
+    if isinstance(exc, UnavailableError | DeadlineExceededError):
         return "unavailable", f"unavailable: {exc.status.name}: {exc.message}"
+    if isinstance(exc, StatusError):
+        return "error", f"error: {exc.status.name} {exc.code}: {exc.message}"
     return "unavailable", f"unavailable: {type(exc).__name__}: {exc}"
 
 
@@ -110,18 +116,25 @@ class MemoryTools:
         self._client = client
         self.allowed = allowed
         self.timeout = timeout
-        #: "ok" until a memory call finds the service unreachable, then "unavailable".
-        self.status = "ok" if client is not None else "unavailable"
+        self.unreachable = client is None
+        self.succeeded = 0
+        self.failed = 0
+
+    @property
+    def status(self) -> str:
+        """ "unavailable" when the agent is answering without memory, else "ok"."""
+        without_memory = self.unreachable or (self.failed > 0 and self.succeeded == 0)
+        return "unavailable" if without_memory else "ok"
 
     def can_use(self, tool_name: str) -> bool:
-        """Allowed by the whitelist and the memory service not known to be down."""
-        return tool_name in self.allowed and self.status == "ok"
+        """Allowed by the whitelist and the memory service not known to be unreachable."""
+        return tool_name in self.allowed and not self.unreachable
 
     async def _run(self, tool_name: str, inputs: dict[str, str], call: Any) -> tuple[ToolResult, Any, bool]:
         if tool_name not in self.allowed:
             raise ToolNotAllowed(f"tool {tool_name!r} is not in this run's whitelist")
-        if self._client is None or self.status != "ok":
-            raise ToolNotAllowed(f"tool {tool_name!r} called while memory is unavailable")
+        if self._client is None or self.unreachable:
+            raise ToolNotAllowed(f"tool {tool_name!r} called while memory is unreachable")
         started = time.perf_counter()
         value: Any = None
         found = True
@@ -132,8 +145,11 @@ class MemoryTools:
             outcome, output, found = "ok", exc.message, False
         except (StatusError, OSError) as exc:
             outcome, output = _failure(exc)
-            if outcome == "unavailable":
-                self.status = "unavailable"
+            self.unreachable = self.unreachable or outcome == "unavailable"
+        if outcome == "ok":
+            self.succeeded += 1
+        else:
+            self.failed += 1
         latency_ms = int((time.perf_counter() - started) * 1000)
         result = ToolResult(tool_name, inputs, _clip(output), latency_ms, outcome)
         return result, value, found and outcome == "ok"
