@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from ._common import EXIT_FAILURE, agent_address, command, fail, memory_address
+from ._common import EXIT_FAILURE, EXIT_INTERRUPTED, agent_address, command, fail, memory_address
 
 
 class Service(enum.StrEnum):
     memory = "memory"
     agent = "agent"
+    all = "all"
 
 
 @command
@@ -24,31 +25,40 @@ def conformance(
             "--target",
             metavar="HOST:PORT",
             show_default=False,
-            help="Server to check [default: --memory-addr or --agent-addr, by --service].",
+            help="Server to check [default: --agent-addr for --service agent, else --memory-addr].",
         ),
     ] = None,
     service: Annotated[
-        Service, typer.Option("--service", help="Which service the target runs.")
+        Service, typer.Option("--service", help="What the target serves (all: both services on one port).")
     ] = Service.memory,
     junit: Annotated[
         Path | None,
         typer.Option("--junit", metavar="FILE", dir_okay=False, help="Also write a JUnit XML report."),
     ] = None,
-    thorough: Annotated[bool, typer.Option("--thorough", help="Many more generated cases (slower).")] = False,
+    thorough: Annotated[
+        bool, typer.Option("--thorough", help="The long profile: 500 generated cases per RPC (slower).")
+    ] = False,
     fixtures: Annotated[
-        Path | None,
+        bool | None,
         typer.Option(
-            "--fixtures",
-            metavar="FILE.jsonl",
-            exists=True,
-            dir_okay=False,
-            help="Fixtures the target was loaded with [default: the suite's own fixtures.jsonl].",
+            "--fixtures/--no-fixtures",
+            show_default=False,
+            help="Require the fixture checks (the target must have loaded fixtures.jsonl), or skip them "
+            "[default: run them when the target has the fixtures].",
+        ),
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "--select", "-k", metavar="EXPR", help="Only the checks matching this pytest -k expression."
         ),
     ] = None,
 ) -> None:
     """Run the conformance suite against a server; exit 0 when it conforms.
 
-    The target should serve the suite's fixtures, e.g. `ventros serve --fixtures --db :memory:`.
+    The fixture checks need the target to serve the suite's fixtures, e.g. a reference server
+    started with `ventros serve --fixtures --db :memory:`. The exit code is pytest's: 0 passed,
+    1 some check failed, 2 interrupted, 4 usage error, 5 no check selected.
     """
     try:
         import ventros_conformance
@@ -56,7 +66,7 @@ def conformance(
         fail(
             f"the conformance suite is not installed ({exc.name})", hint="pip install 'ventros[conformance]'"
         )
-    address = target or (memory_address() if service is Service.memory else agent_address())
+    address = target or (agent_address() if service is Service.agent else memory_address())
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -65,8 +75,11 @@ def conformance(
             service.value,
             junit=str(junit) if junit else None,
             thorough=thorough,
-            fixtures=str(fixtures) if fixtures else None,
+            fixtures=fixtures,
+            extra_args=["-k", select] if select else [],
         )
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    raise typer.Exit(int(code) if code is not None else EXIT_FAILURE)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # the suite itself broke (not a failed check): say so, briefly
+        fail(f"the conformance suite could not run: {type(exc).__name__}: {exc}", code=EXIT_FAILURE)
+    raise typer.Exit(int(code))

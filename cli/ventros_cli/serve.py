@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,15 +34,14 @@ def default_db_path() -> Path:
 
 def fixtures_path() -> Path:
     """The conformance suite's fixtures file (ventros_conformance/fixtures.jsonl)."""
-    from importlib import resources
-
     try:
-        path = resources.files("ventros_conformance") / "fixtures.jsonl"
-    except ModuleNotFoundError:
+        from ventros_conformance import fixtures_path as shipped
+    except ImportError:
         fail("the conformance suite is not installed", hint="pip install 'ventros[conformance]'")
+    path = shipped()
     if not path.is_file():
         fail(f"no fixtures file at {path}", hint="Reinstall ventros: pip install 'ventros[all]'")
-    return Path(str(path))
+    return path
 
 
 @command
@@ -271,15 +271,24 @@ def _parse_scalar(value: str) -> Any:
 def _announce(line: str) -> None:
     """Start-up and shutdown milestones on stdout, one line each (tests read the ports here)."""
     if state.json:
-        event = {"event": line}
-        for service in ("agent", "memory"):
-            prefix = f"{service} service listening on "
-            if line.startswith(prefix):
-                event = {"event": "listening", "service": service, "address": line[len(prefix) :]}
-        emit_json_line(event)
+        emit_json_line(_event(line))
     else:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
+
+
+def _event(line: str) -> dict[str, str]:
+    """An announcement as a JSON event (for `ventros --json serve`)."""
+    match = re.match(r"^(agent|memory) service listening on (\S+)$", line)
+    if match:
+        return {"event": "listening", "service": match.group(1), "address": match.group(2)}
+    if line.startswith("agent service uses the memory service at "):
+        return {"event": "memory_address", "address": line.rsplit(" ", 1)[1]}
+    if line.startswith("shutting down"):
+        return {"event": "shutting_down", "message": line}
+    if line == "stopped":
+        return {"event": "stopped"}
+    return {"event": "log", "message": line}
 
 
 def _configure_logging(level: str) -> None:
