@@ -308,3 +308,55 @@ def test_suite_against_reference_memory_service(tmp_path):
     assert len(run.results) > 100, run.output[-3000:]
     unexpected = run.failed() - KNOWN_REFERENCE_DEFECTS
     assert not unexpected, run.output[-8000:]
+
+
+# -- the other entry points ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_plain_pytest_form_runs_the_packaged_checks(tmp_path):
+    """``pytest -p ventros_conformance.plugin --pyargs ventros_conformance.checks --target ...``."""
+    junit = tmp_path / "plain.xml"
+    with s.serving([s.MiniMemory()]) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "ventros_conformance.plugin", "-p", "no:cacheprovider",
+             "--pyargs", "ventros_conformance.checks", "--target", address, "--service", "memory",
+             "-k", "limit and not fixture", f"--junitxml={junit}"],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    cases = list(ET.parse(junit).iter("testcase"))
+    assert len(cases) >= 10
+    assert all(case.find("failure") is None for case in cases)
+    sources = [p.get("value") for case in cases for p in case.iter("property") if p.get("name") == "source"]
+    assert len(sources) == len(cases) and all(sources)
+
+
+@pytest.mark.slow
+def test_grpcio_check_skips_cleanly_without_grpcio(tmp_path):
+    junit = tmp_path / "nogrpcio.xml"
+    code = (
+        "import sys; sys.modules['grpc'] = None; import ventros_conformance as v; "
+        f"sys.exit(v.run(sys.argv[1], 'memory', junit={str(junit)!r}, extra_args=['-k', 'gzip']))"
+    )
+    with s.serving([s.MiniMemory()]) as address:
+        proc = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, timeout=120,
+                              cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    outcomes = {c.get("name"): c.find("skipped") for c in ET.parse(junit).iter("testcase")}
+    skipped = outcomes["test_gzip_request_grpcio[memory]"]
+    assert skipped is not None and "grpcio is not installed" in (skipped.get("message") or "")
+    assert outcomes["test_gzip_request_raw[memory]"] is None
+
+
+@pytest.mark.slow
+def test_replay_command(tmp_path):
+    request = tmp_path / "request.json"
+    request.write_text('{"contact_id": "not-a-uuid", "content": "x", "memory_type": "fact"}')
+    with s.serving([s.MiniMemory()]) as address:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ventros_conformance.replay", address, "StoreMemory", f"@{request}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert "INVALID_ARGUMENT" in proc.stderr and "contact_id" in proc.stderr
