@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
 import pytest
 import ventros
-from grpc_status import rpc_status
-
-from tests.foundation.grpcio_peer import generate
 
 from .conftest import CHANNEL, CONTACT, agent_stack
 from .llms import FailingLLM
+
+grpc = pytest.importorskip("grpc", reason="grpcio is a dev-only interop peer")
+rpc_status = pytest.importorskip("grpc_status.rpc_status")
+generate = pytest.importorskip("tests.foundation.grpcio_peer").generate
 
 SERVICE = "/ventros.agents.AgentService"
 
