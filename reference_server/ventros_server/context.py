@@ -25,7 +25,7 @@ log = logging.getLogger("ventros.server")
 
 #: Our own timer fires this much before grpclib's, so a handler that overruns the caller's
 #: deadline ends with DEADLINE_EXCEEDED *and* ErrorDetails instead of a bare status.
-_DEADLINE_HEADROOM = 0.005
+_DEADLINE_HEADROOM = 0.001
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,14 @@ def wrap_handler(event: RecvRequest) -> Callable[[Any], Awaitable[None]]:
             if remaining is None:
                 await func(stream)
             else:
-                async with asyncio.timeout(max(remaining - _DEADLINE_HEADROOM, 0)):
+                if remaining <= _DEADLINE_HEADROOM:
+                    raise TimeoutError  # already late: do no work at all
+                async with asyncio.timeout(remaining - _DEADLINE_HEADROOM):
                     await func(stream)
         except TimeoutError as exc:
             raise DeadlineExceededError.of(
                 "DEADLINE_EXCEEDED",
-                f"{ctx.method_name} did not finish within the caller's deadline",
+                f"the caller's deadline passed before {ctx.method_name} could answer",
                 suggestions=["Retry with a longer deadline."],
             ).to_grpc() from exc
         except StatusError as exc:

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import descriptor_pb2
+from grpclib import server as grpclib_server
 from grpclib.const import Status
 from grpclib.events import RecvRequest, listen
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
-from grpclib.metadata import encode_bin_value, encode_grpc_message
+from grpclib.metadata import Deadline, encode_bin_value, encode_grpc_message
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Handler, Server
-from grpclib.utils import _service_name
+from grpclib.utils import DeadlineWrapper, _service_name
 from ventros import _wire
 from ventros._generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ventros.common import ErrorDetails
@@ -137,6 +139,31 @@ def _advertise_accept_encoding(stream: Any) -> None:
     stream.send_headers = send_headers_with_accept
 
 
+class _DeadlineWrapper(DeadlineWrapper):
+    """grpclib's deadline timer, minus its one flaw for our contract.
+
+    grpclib raises a bare TimeoutError when the deadline has already passed as the handler
+    starts, and answers that with UNKNOWN. Scheduling the timer at 0 instead cancels the handler
+    at its first await, which ends the call as DEADLINE_EXCEEDED like any other late call.
+    """
+
+    @contextmanager
+    def start(self, deadline: Deadline) -> Iterator[None]:
+        def expire() -> None:
+            self.cancel(TimeoutError("Deadline exceeded"))
+
+        timer = asyncio.get_running_loop().call_later(deadline.time_remaining(), expire)
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+
+def _install_server_patches() -> None:
+    _wire.install()
+    grpclib_server.DeadlineWrapper = _DeadlineWrapper  # type: ignore[misc]
+
+
 class VentrosServer(Server):
     """grpclib.server.Server with VentrosHandler on every connection."""
 
@@ -195,7 +222,7 @@ def build_server(
     listeners: Iterable[Callable[[Any], Any]] = (),
 ) -> tuple[VentrosServer, dict[str, ServiceStatus]]:
     """A ready-to-start server and the health status of each service (set them as they come up)."""
-    _wire.install()
+    _install_server_patches()
     services = list(services)
     statuses: dict[str, ServiceStatus] = {}
     health = _health(services, statuses)

@@ -41,6 +41,8 @@ async def _still_serving(address: str) -> None:
         ({"content-type": "application/grpc+json"}, VALID_BODY, 3),
         ({"grpc-timeout": "soon"}, VALID_BODY, 3),
         ({"grpc-timeout": "99999999999S"}, VALID_BODY, 3),
+        ({"grpc-timeout": "0S"}, VALID_BODY, 4),
+        ({"grpc-timeout": "1n"}, VALID_BODY, 4),
         ({"grpc-encoding": "br"}, VALID_BODY, 12),
         ({":path": "/nope.Service/Nope"}, VALID_BODY, 12),
         ({}, grpc_frame(b"\x0a\x05abc", declared=100), 3),  # truncated message
@@ -51,7 +53,7 @@ async def _still_serving(address: str) -> None:
         ({"x-huge": "v" * 60_000}, VALID_BODY, 0),
     ],
     ids=[
-        "html", "json-subtype", "bogus-timeout", "overlong-timeout", "brotli", "unknown-path",
+        "html", "json-subtype", "bogus-timeout", "overlong-timeout", "zero-timeout", "expired-timeout", "brotli", "unknown-path",
         "truncated", "over-cap-prefix", "garbage-proto", "bad-gzip", "flag-without-encoding", "huge-header",
     ],
 )  # fmt: skip
