@@ -16,13 +16,15 @@ from collections.abc import Iterator
 from typing import IO, Annotated, Any, NoReturn
 
 import typer
-from rich.rule import Rule
+from rich.text import Text
 
 from ._common import EXIT_FAILURE, command, console, err_console, fail, run, state
 
-#: A demo contact and channel. The demo data set is deterministic, so these are stable.
-FALLBACK_CONTACT = "00000000-0000-4000-8000-000000000001"
-DEMO_CHANNEL = "00000000-0000-4000-8000-00000000c4a1"
+#: João Silva, the demo data set's best-known contact (ventros_server.demo_data.JOAO_ID).
+FALLBACK_CONTACT = "550e8400-e29b-41d4-a716-446655440000"
+DEMO_CHANNEL = "660e8400-e29b-41d4-a716-446655440001"
+DEMO_QUERY = "delivery delay"
+DEMO_MESSAGE = "Oi, quero saber sobre o produto X"
 _LISTENING = re.compile(r"^(agent|memory) service listening on (\S+)$")
 
 
@@ -60,19 +62,17 @@ def _step(command_line: str) -> None:
     if state.json:
         return
     console.print()
-    console.print(Rule(f"$ {command_line}", align="left", characters="─"), markup=False)
+    console.print(Text(f"$ {command_line}", style="bold cyan"), soft_wrap=True)
 
 
 def _demo_inputs() -> tuple[str, str, str, str]:
-    """Contact, query, agent type and message, from the demo data set when it names them."""
-    contact, query = FALLBACK_CONTACT, "late delivery"
-    agent, message = "CustomerServiceAgent", "My order still hasn't arrived, can you help?"
+    """Contact, query, agent type and message: João Silva of the demo data set."""
+    contact = FALLBACK_CONTACT
     with contextlib.suppress(ImportError):
-        from ventros_server import memory as server_memory
+        from ventros_server.demo_data import JOAO_ID
 
-        contact = str(getattr(server_memory, "DEMO_CONTACT_ID", contact))
-        query = str(getattr(server_memory, "DEMO_QUERY", query))
-    return contact, query, agent, message
+        contact = JOAO_ID
+    return contact, DEMO_QUERY, "CustomerServiceAgent", DEMO_MESSAGE
 
 
 @contextlib.contextmanager

@@ -90,19 +90,22 @@ async def _search(contact: str, query: str, mode: Mode, types: list[str], limit:
         caption=Text(_search_caption(response)),
         caption_justify="left",
     )
+    wide = console.width >= 120  # below that, related entities are left to --json
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("Type", style="bold", no_wrap=True)
-    table.add_column("Content")
+    table.add_column("Content", ratio=3)
     table.add_column("Relevance", justify="right", no_wrap=True)
-    table.add_column("Related")
+    if wide:
+        table.add_column("Related", ratio=2)
     table.add_column("Created", no_wrap=True)
     for number, memory in enumerate(response.memories, 1):
+        related = ", ".join(f"{r.entity_type}:{r.entity_id}" for r in memory.related)
         table.add_row(
             str(number),
             memory.memory_type,
             memory.content,
             fmt_float(memory.relevance_score),
-            ", ".join(f"{r.entity_type}:{r.entity_id}" for r in memory.related),
+            *([related] if wide else []),
             fmt_time(memory.created_at),
         )
     console.print(table)
@@ -412,20 +415,33 @@ def import_file(
         fail(f"import of {file} failed: {exc}", code=EXIT_FAILURE)
     finally:
         store.close()
-    summary = _import_summary(result, total)
+    summary = _import_summary(result)
     if state.json:
         emit_json({"file": str(file), "db": path, **summary})
     else:
+        counts = ", ".join(f"{kind} {n}" for kind, n in summary["counts"].items() if n)
         console.print(
             Text.assemble(
-                "Imported ", (str(summary["imported"]), "bold"), f" records from {file} into {path}"
-            )
+                "Imported ",
+                (str(summary["imported"]), "bold"),
+                f" records ({counts or 'none'}) from {file} into {path} in {summary['seconds']:.1f} s",
+            ),
+            soft_wrap=True,
         )
+        errors = summary["errors"]
+        if errors:
+            err_console.print(Text(f"{len(errors)} line(s) rejected:", style="bold red"))
+            for error in errors[:20]:
+                err_console.print(Text(f"  line {error['line']}: {error['reason']}"), soft_wrap=True)
+            if len(errors) > 20:
+                err_console.print(f"  ... and {len(errors) - 20} more (--json lists them all)", markup=False)
+    if summary["errors"]:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _count_lines(file: Path) -> int:
     with file.open("rb") as handle:
-        return sum(1 for line in handle if line.strip())
+        return sum(1 for _ in handle)
 
 
 def _import_with_progress(server_memory: Any, store: Any, file: Path, total: int) -> Any:
@@ -435,6 +451,7 @@ def _import_with_progress(server_memory: Any, store: Any, file: Path, total: int
         TextColumn("[bold]importing[/bold]"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("lines"),
         TimeElapsedColumn(),
         console=err_console,
         disable=state.json or not err_console.is_terminal,
@@ -442,35 +459,23 @@ def _import_with_progress(server_memory: Any, store: Any, file: Path, total: int
     with progress:
         task = progress.add_task("import", total=total or None)
 
-        def on_progress(*args: Any, **kwargs: Any) -> None:
-            done, new_total = _progress_numbers(args, kwargs)
-            if new_total is not None:
-                progress.update(task, total=new_total)
-            if done is not None:
-                progress.update(task, completed=done)
+        def on_progress(lines_read: int) -> None:
+            progress.update(task, completed=lines_read)
 
         result = server_memory.import_jsonl(store, str(file), progress=on_progress)
-        progress.update(task, completed=progress.tasks[0].total or 0)
+        progress.update(task, completed=total)
     return result
 
 
-def _progress_numbers(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int | None, int | None]:
-    """Accepts progress(done), progress(done, total) or keywords done=/total=."""
-    done = kwargs.get("done", args[0] if args else None)
-    total = kwargs.get("total", args[1] if len(args) > 1 else None)
-    return (
-        int(done) if isinstance(done, int | float) else None,
-        int(total) if isinstance(total, int | float) else None,
-    )
-
-
-def _import_summary(result: Any, total: int) -> dict[str, Any]:
-    if isinstance(result, int):
-        return {"imported": result}
-    if isinstance(result, dict):
-        return {"imported": result.get("imported", total), **result}
-    for attr in ("imported", "count", "records"):
-        value = getattr(result, attr, None)
-        if isinstance(value, int):
-            return {"imported": value}
-    return {"imported": total}
+def _import_summary(report: Any) -> dict[str, Any]:
+    """An ImportReport (counts per kind, rejected lines, seconds) as plain data."""
+    counts = {str(kind): int(n) for kind, n in dict(getattr(report, "counts", {}) or {}).items()}
+    errors = [
+        {"line": int(line), "reason": str(reason)} for line, reason in getattr(report, "errors", []) or []
+    ]
+    return {
+        "imported": sum(counts.values()),
+        "counts": counts,
+        "errors": errors,
+        "seconds": round(float(getattr(report, "seconds", 0.0)), 3),
+    }

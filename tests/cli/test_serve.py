@@ -9,6 +9,7 @@ import queue
 import re
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,12 +29,16 @@ class Served:
     proc: subprocess.Popen[str]
     addresses: dict[str, str]
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    stopped: bool = False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> tuple[int, list[str]]:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
-        rest = []
+        rest: list[str] = []
+        if self.stopped:
+            return code, rest
+        self.stopped = True
         while True:
             try:
                 line = self.lines.get(timeout=5)
@@ -47,8 +52,9 @@ class Served:
 
 def start_serve(*args: str, expect: tuple[str, ...], timeout: float = 60) -> Served:
     """Start ``ventros serve ARGS`` and wait for a "listening" line per expected service."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
-        [VENTROS, "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+        [VENTROS, "serve", *args], stdout=subprocess.PIPE, stderr=log, text=True, env=cli_env()
     )
     served = Served(proc, {})
 
@@ -67,8 +73,10 @@ def start_serve(*args: str, expect: tuple[str, ...], timeout: float = 60) -> Ser
             line = None
         if line is None:
             proc.kill()
-            _, err = proc.communicate()
-            pytest.fail(f"ventros serve did not start: {err[-3000:]}")
+            log.seek(0)
+            pytest.fail(
+                f"ventros serve {' '.join(args)} did not start (exit {proc.wait()}): {log.read()[-3000:]}"
+            )
         match = _LISTENING.match(line.strip())
         if match:
             served.addresses[match.group(1)] = match.group(2)
@@ -160,3 +168,157 @@ def test_agent_only_server_health_and_sigterm_drain(agent_only):
     assert rest[-2:] == ["shutting down: health is NOT_SERVING, no new calls accepted", "stopped"]
     gone = run_cli("health", "--service", "agent", env=env)
     assert gone.code == 14
+
+
+# -- the full reference server on demo data ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_server() -> Iterator[Served]:
+    pytest.importorskip("ventros_server.memory")
+    pytest.importorskip("ventros_server.agents")
+    served = start_serve(
+        "--demo",
+        "--db",
+        ":memory:",
+        "--agent-port",
+        "0",
+        "--memory-port",
+        "0",
+        "--grace",
+        "2",
+        expect=("agent", "memory"),
+    )
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_env(demo_server) -> dict[str, str]:
+    return cli_env(
+        PYTHON_ADK_GRPC=demo_server.addresses["agent"], MEMORY_SERVICE_GRPC=demo_server.addresses["memory"]
+    )
+
+
+def test_demo_server_health(demo_env):
+    result = run_cli("health", "--json", env=demo_env)
+    assert result.code == 0, result.stderr
+    assert {k: v["status"] for k, v in result.json().items()} == {"agent": "SERVING", "memory": "SERVING"}
+
+
+def test_demo_server_memory_search(demo_env):
+    table = run_cli("memory", "search", "--contact", CONTACT, "--query", "delivery delay", env=demo_env)
+    assert table.code == 0, table.stderr
+    assert "hybrid search" in table.stdout
+    assert "Complained about delivery delay" in table.stdout
+    data = run_cli(
+        "--json",
+        "memory",
+        "search",
+        "--contact",
+        CONTACT,
+        "-q",
+        "delivery delay",
+        "--mode",
+        "keyword",
+        env=demo_env,
+    ).json()
+    assert "delivery delay" in data["memories"][0]["content"]
+    assert data["metadata"]["keyword_weight"] == 1.0
+
+
+def test_demo_server_context_and_related(demo_env):
+    context = run_cli("memory", "context", CONTACT, "--graph", env=demo_env)
+    assert context.code == 0, context.stderr
+    assert context.stdout.startswith("Contact: João Silva (premium)")
+    assert "--[purchased]-->" in context.stdout
+    related = run_cli(
+        "--json", "memory", "related", CONTACT, "--depth", "2", "--types", "product", env=demo_env
+    )
+    assert related.code == 0, related.stderr
+    entities = related.json()["entities"]
+    assert entities and {e["entity"]["type"] for e in entities} == {"product"}
+
+
+def test_demo_server_store_then_find(demo_env):
+    stored = run_cli(
+        "--json",
+        "memory",
+        "store",
+        "--contact",
+        CONTACT,
+        "--content",
+        "Asked for gift wrapping (zebra-striped)",
+        "--type",
+        "preference",
+        "--meta",
+        "source=cli-test",
+        env=demo_env,
+    )
+    assert stored.code == 0, stored.stderr
+    memory_id = stored.json()["memory_id"]
+    found = run_cli(
+        "--json",
+        "memory",
+        "search",
+        "--contact",
+        CONTACT,
+        "-q",
+        "zebra-striped gift wrapping",
+        "--mode",
+        "keyword",
+        env=demo_env,
+    ).json()
+    assert found["memories"][0]["id"] == memory_id
+    assert found["memories"][0]["metadata"] == {"source": "cli-test"}
+
+
+def test_demo_server_errors_carry_details(demo_env):
+    missing = run_cli("--json", "memory", "context", "00000000-0000-4000-8000-00000000dead", env=demo_env)
+    assert missing.code == 5
+    assert json.loads(missing.stderr)["error"]["code"] == "CONTACT_NOT_FOUND"
+    invalid = run_cli("memory", "search", "--contact", "nope", "-q", "x", env=demo_env)
+    assert invalid.code == 3
+    assert "field: contact_id" in invalid.stderr
+    unknown = run_cli("agents", "describe", "CustomerServiceAgnt", env=demo_env)
+    assert unknown.code == 5
+    assert "CustomerServiceAgent" in unknown.stderr  # the closest type, suggested
+
+
+def test_ventros_demo_runs_end_to_end():
+    pytest.importorskip("ventros_server.memory")
+    result = run_cli("demo", timeout=120)
+    assert result.code == 0, result.stderr
+    out = result.stdout
+    assert "$ ventros agents list" in out
+    assert "$ ventros memory search --contact" in out
+    assert "[THINKING] " in out and "[TOOL] " in out
+    assert "[DONE] Confidence: " in out
+    assert out.rstrip().endswith("Demo server stopped. Run your own with: ventros serve --demo")
+
+
+def test_import_then_serve_the_file(tmp_path):
+    memory = pytest.importorskip("ventros_server.memory")
+    from ventros_conformance import fixtures_path
+    from ventros_conformance.fixtures import CONTACT_A
+
+    assert memory
+    db = tmp_path / "crm.duckdb"
+    imported = run_cli("--json", "memory", "import", str(fixtures_path()), "--db", str(db))
+    assert imported.code == 0, imported.stderr
+    report = imported.json()
+    assert report["imported"] > 50 and report["errors"] == []
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "memory"}\nnot json\n', encoding="utf-8")
+    rejected = run_cli("memory", "import", str(bad), "--db", str(tmp_path / "other.duckdb"))
+    assert rejected.code == 1
+    assert "line 2: invalid JSON" in rejected.stderr
+    served = start_serve("--only", "memory", "--memory-port", "0", "--db", str(db), expect=("memory",))
+    try:
+        env = cli_env(MEMORY_SERVICE_GRPC=served.addresses["memory"])
+        context = run_cli("--json", "memory", "context", CONTACT_A, env=env)
+        assert context.code == 0, context.stderr
+        assert context.json()["profile"]["name"] == "Conformance Contact A"
+    finally:
+        code, _ = served.stop()
+    assert code == 0
