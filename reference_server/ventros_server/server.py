@@ -26,9 +26,11 @@ from grpclib.events import RecvRequest, listen
 from grpclib.health.check import ServiceStatus
 from grpclib.health.service import OVERALL, Health
 from grpclib.metadata import Deadline, encode_bin_value, encode_grpc_message
+from grpclib.protocol import H2Protocol
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Handler, Server
 from grpclib.utils import DeadlineWrapper, _service_name
+from h2.settings import SettingCodes
 from ventros import _wire
 from ventros._generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ventros.common import ErrorDetails
@@ -164,16 +166,33 @@ def _install_server_patches() -> None:
     grpclib_server.DeadlineWrapper = _DeadlineWrapper  # type: ignore[misc]
 
 
+#: Streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+#: gRPC clients queue calls beyond it; a peer that ignores it loses the connection.
+MAX_CONCURRENT_STREAMS = 128
+
+
+class _VentrosProtocol(H2Protocol):
+    max_concurrent_streams = MAX_CONCURRENT_STREAMS
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        h2_conn = self.connection._connection
+        h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams})
+        self.connection.flush()
+
+
 class VentrosServer(Server):
-    """grpclib.server.Server with VentrosHandler on every connection."""
+    """grpclib.server.Server with VentrosHandler and a per-connection stream limit."""
+
+    max_concurrent_streams = MAX_CONCURRENT_STREAMS
 
     def _protocol_factory(self) -> Any:
         self.__gc_step__()
         handler = VentrosHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
         self._handlers.add(handler)
-        from grpclib.protocol import H2Protocol
-
-        return H2Protocol(handler, self._config, self._h2_config)
+        protocol = _VentrosProtocol(handler, self._config, self._h2_config)
+        protocol.max_concurrent_streams = self.max_concurrent_streams
+        return protocol
 
 
 class _Alias:
@@ -219,6 +238,7 @@ def build_server(
     services: Iterable[Any],
     *,
     max_message_bytes: int = _wire.MAX_MESSAGE_BYTES,
+    max_concurrent_streams: int = MAX_CONCURRENT_STREAMS,
     listeners: Iterable[Callable[[Any], Any]] = (),
 ) -> tuple[VentrosServer, dict[str, ServiceStatus]]:
     """A ready-to-start server and the health status of each service (set them as they come up)."""
@@ -232,6 +252,7 @@ def build_server(
         codec=_wire.VentrosCodec(max_message_bytes),
         status_details_codec=_wire.VentrosStatusDetailsCodec(),
     )
+    server.max_concurrent_streams = max_concurrent_streams
     listen(server, RecvRequest, on_recv_request)
     for listener in listeners:
         listener(server)

@@ -186,3 +186,28 @@ async def test_unexpected_handler_errors_are_internal_never_unknown():
             await client.search_memories(contact_id="c", query="q")
     assert info.value.code == "INTERNAL"
     assert "boom" not in info.value.message  # internals are logged, not leaked
+
+
+class Gauge(MemoryServiceBase):
+    """Counts how many calls run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.peak = 0
+
+    async def search_memories(self, message):  # type: ignore[no-untyped-def]
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.05)
+        self.running -= 1
+        return SearchMemoriesResponse(total_count=1)
+
+
+async def test_concurrent_streams_per_connection_are_capped_and_clients_queue():
+    gauge = Gauge()
+    async with running([gauge], max_concurrent_streams=3) as address, MemoryClient(address) as client:
+        replies = await asyncio.gather(
+            *(client.search_memories(contact_id="c", query="q", timeout=10) for _ in range(12))
+        )
+    assert [r.total_count for r in replies] == [1] * 12
+    assert gauge.peak == 3
