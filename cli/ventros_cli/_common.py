@@ -112,7 +112,7 @@ TokenOpt = Annotated[
         show_envvar=True,
         show_default=False,
         rich_help_panel=GLOBAL_PANEL,
-        help="Bearer token sent as 'authorization: Bearer <token>'.",
+        help="Bearer token, sent as 'authorization: Bearer TOKEN' on every call.",
     ),
 ]
 

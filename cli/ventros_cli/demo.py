@@ -35,9 +35,12 @@ def demo(
         typer.Option("--startup-timeout", metavar="SECONDS", help="How long the server may take to start."),
     ] = 60.0,
 ) -> None:
-    """Start the reference server with demo data on free ports, then show
-    `ventros agents list`, `ventros memory search` and a streamed `ventros agents run`
-    against it, and stop it. Needs nothing but the install."""
+    """Start a demo server, call it three ways, stop it: the quickest tour.
+
+    Runs `ventros serve --demo --db :memory:` in a subprocess on free ports, then shows
+    `ventros agents list`, `ventros memory search` and a streamed `ventros agents run` against it,
+    and stops it. Needs nothing but the install: no files written, no fixed ports.
+    """
     with _demo_server(startup_timeout) as addresses:
         state.agent_addr = addresses["agent"]
         state.memory_addr = addresses["memory"]

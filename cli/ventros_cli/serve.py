@@ -181,7 +181,7 @@ def serve(
 ) -> None:
     """Run the reference server: AgentService and MemoryService, each on its own port.
 
-    Prints "<service> service listening on HOST:PORT" for each service once it serves (with
+    Prints "agent|memory service listening on HOST:PORT" for each service once it serves (with
     --json: one JSON line per event). With --token (or $VENTROS_TOKEN) every call but health
     checks must carry that bearer token. The agent service reaches memory at this process's
     memory port, or at --memory-addr. SIGINT/SIGTERM: health turns NOT_SERVING, new calls are

@@ -322,3 +322,23 @@ def test_import_then_serve_the_file(tmp_path):
     finally:
         code, _ = served.stop()
     assert code == 0
+
+
+def test_conformance_against_the_demo_server(demo_server, tmp_path):
+    pytest.importorskip("ventros_conformance")
+    junit = tmp_path / "reports" / "memory.xml"
+    result = run_cli(
+        "conformance",
+        "--target",
+        demo_server.addresses["memory"],
+        "--service",
+        "memory",
+        "--select",
+        "limit",
+        "--junit",
+        str(junit),
+        timeout=180,
+    )
+    assert result.code == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 failed" in result.stdout
+    assert junit.is_file() and "<testsuite" in junit.read_text(encoding="utf-8")
