@@ -250,3 +250,18 @@ def test_truncated_input_raises(cut):
     data = bytes(pb_memory.Memory(id="0123456789abcdef", embedding=[1.0] * 8))
     with pytest.raises(ValueError):
         fc.decode(pb_memory.Memory, data[:-cut])
+
+
+def test_ventros_codec_uses_the_fast_path_and_maps_malformed_bytes():
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+    from ventros import _wire
+
+    codec = _wire.VentrosCodec()
+    response = pb_memory.SearchMemoriesResponse(memories=[pb_memory.Memory(id="m", embedding=[0.5] * 16)])
+    data = codec.encode(response, pb_memory.SearchMemoriesResponse)
+    assert data == bytes(response)
+    assert codec.decode(data, pb_memory.SearchMemoriesResponse) == response
+    with pytest.raises(GRPCError) as info:
+        codec.decode(data[:-3], pb_memory.SearchMemoriesResponse)
+    assert info.value.status is Status.INVALID_ARGUMENT

@@ -1,0 +1,320 @@
+"""What the benchmarks serve: one set of handlers, two stacks.
+
+The reference AgentService / MemoryService had not landed in git when these benchmarks were
+written, so the handlers here have the same shape:
+
+* ListAvailableAgents: a fixed catalogue of 5 AgentInfo (one per category), built per call;
+* SearchMemories (KEYWORD_ONLY): a keyword search over 200 in-memory memories of one contact
+  (token overlap score, top ``limit``, content + metadata + related filled, no embedding);
+* StreamAgentExecution: 50 chunks (THOUGHT, TOOL_CALL, 47 PARTIAL, FINAL) per call.
+
+The same logic (``catalogue()``, ``keyword_search()``, ``stream_script()``) feeds
+* a betterproto2 servicer (what our grpclib server runs), and
+* a grpcio servicer building protobuf-runtime (upb) messages from stubs that grpcio-tools
+  compiles from our .proto files into a temporary directory (``grpcio_modules``); the
+  generated modules are called ventros.* and clash with our package, so they are loaded under
+  other names, as tests/foundation/grpcio_peer.py does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTACT_ID = "6f1c0c1e-3a51-4b5e-9c64-1d2b7a9e0f11"
+QUERY = "late delivery refund"
+AGENT_SERVICE = "ventros.agents.AgentService"
+MEMORY_SERVICE = "ventros.memory.MemoryService"
+STREAM_CHUNKS = 50
+
+# -- the data, shared by both stacks -------------------------------------------------------
+
+_AGENTS = [
+    ("SalesAgent", "Sales", "Qualifies leads and proposes the next sales step.", 0),
+    ("CustomerServiceAgent", "Customer service", "Answers support questions and opens tickets.", 1),
+    ("MarketingAgent", "Marketing", "Suggests campaigns and segments for a contact.", 2),
+    ("RetentionAgent", "Retention", "Detects churn risk and offers retention actions.", 3),
+    ("AnalyticsAgent", "Analytics", "Summarises a contact's history and key metrics.", 4),
+]
+
+
+def catalogue() -> list[dict[str, Any]]:
+    return [
+        {
+            "type": type_,
+            "name": name,
+            "description": description,
+            "capabilities": ["search_memories", "get_contact_context", "store_memory"],
+            "required_inputs": ["contact_id", "message", "channel_id"],
+            "avg_latency_ms": 850 + 100 * category,
+            "category": category,
+        }
+        for type_, name, description, category in _AGENTS
+    ]
+
+
+_WORDS = [
+    "order",
+    "delivery",
+    "late",
+    "refund",
+    "invoice",
+    "payment",
+    "product",
+    "catalog",
+    "discount",
+    "ticket",
+    "support",
+    "call",
+    "whatsapp",
+    "email",
+    "premium",
+    "plan",
+    "upgrade",
+    "cancel",
+    "complaint",
+    "shipping",
+    "address",
+    "warranty",
+    "return",
+    "price",
+    "quote",
+    "meeting",
+    "demo",
+    "trial",
+    "renewal",
+    "feedback",
+    "survey",
+]
+_TYPES = ["interaction", "preference", "complaint", "purchase", "note"]
+_EPOCH = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+
+
+def _memories() -> list[dict[str, Any]]:
+    rnd = random.Random(7)
+    out = []
+    for i in range(200):
+        words = rnd.sample(_WORDS, 9)
+        out.append(
+            {
+                "id": f"00000000-0000-4000-8000-{i:012d}",
+                "content": "Customer said: " + " ".join(words) + ".",
+                "memory_type": _TYPES[i % len(_TYPES)],
+                "created_at": _EPOCH + datetime.timedelta(hours=i),
+                "metadata": {"channel": "whatsapp", "source": "crm"},
+                "related": [("product", f"sku-{i % 17}", "mentioned", 0.8)],
+                "tokens": frozenset(words),
+            }
+        )
+    return out
+
+
+MEMORIES = _memories()
+
+
+def keyword_search(query: str, limit: int) -> tuple[list[tuple[float, dict[str, Any]]], int]:
+    """(score, memory) pairs, best first, at most ``limit``; and the number of matches."""
+    terms = set(query.lower().split())
+    scored = []
+    for memory in MEMORIES:
+        hits = len(terms & memory["tokens"])
+        if hits:
+            scored.append((hits / len(terms), memory))
+    scored.sort(key=lambda pair: (-pair[0], pair[1]["id"]))
+    return scored[: limit or 10], len(scored)
+
+
+def stream_script(message: str) -> Iterable[tuple[int, str, dict[str, str]]]:
+    """(chunk type, content, metadata) of one streamed run: THOUGHT, TOOL_CALL, PARTIALs, FINAL."""
+    yield 0, "Looking up the contact's recent memories.", {}
+    yield 1, "search_memories(query=...)", {}
+    words = (message.split() or ["ok"]) * STREAM_CHUNKS
+    for i in range(STREAM_CHUNKS - 3):
+        yield 2, words[i] + " ", {}
+    yield (
+        3,
+        "done",
+        {"confidence": "0.9", "intent": "support", "latency_ms": "1", "suggested_actions": "open_ticket"},
+    )
+
+
+# -- the betterproto2 servicers (our grpclib server) ---------------------------------------
+
+
+def betterproto_services() -> list[Any]:
+    from ventros.agents import (
+        AgentCategory,
+        AgentInfo,
+        AgentServiceBase,
+        AgentStreamChunk,
+        ChunkType,
+        ListAgentsResponse,
+    )
+    from ventros.memory import (
+        Memory,
+        MemoryServiceBase,
+        RelatedEntity,
+        SearchMemoriesResponse,
+        SearchMetadata,
+    )
+
+    class Agents(AgentServiceBase):
+        async def list_available_agents(self, message):  # type: ignore[no-untyped-def]
+            agents = [AgentInfo(**{**a, "category": AgentCategory(a["category"])}) for a in catalogue()]
+            return ListAgentsResponse(agents=agents, total_count=len(agents))
+
+        async def stream_agent_execution(self, message) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def,override]
+            for kind, content, metadata in stream_script(message.message):
+                yield AgentStreamChunk(type=ChunkType(kind), content=content, metadata=metadata)
+
+    class Memories(MemoryServiceBase):
+        async def search_memories(self, message):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            found, total = keyword_search(message.query, message.limit)
+            memories = [
+                Memory(
+                    id=m["id"],
+                    content=m["content"],
+                    memory_type=m["memory_type"],
+                    relevance_score=score,
+                    created_at=m["created_at"],
+                    metadata=dict(m["metadata"]),
+                    related=[
+                        RelatedEntity(entity_type=t, entity_id=e, relationship=r, strength=s)
+                        for t, e, r, s in m["related"]
+                    ],
+                )
+                for score, m in found
+            ]
+            return SearchMemoriesResponse(
+                memories=memories,
+                search_latency_ms=(time.perf_counter() - started) * 1000,
+                total_count=total,
+                metadata=SearchMetadata(keyword_matches=total, keyword_weight=1.0),
+            )
+
+    return [Agents(), Memories()]
+
+
+# -- the grpcio peer -----------------------------------------------------------------------
+
+_PROTOS = {
+    "memory": "ventros/memory/python_to_go.proto",
+    "agents": "ventros/agents/go_to_python.proto",
+}
+
+
+def grpcio_modules(out: Path) -> dict[str, ModuleType]:
+    """protobuf-runtime modules of the contract, compiled by grpcio-tools into ``out``."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    include = Path(grpc_tools.__file__).parent / "_proto"
+    args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}", *_PROTOS.values()]
+    if protoc.main(args) != 0:
+        raise RuntimeError("grpcio-tools failed to compile the contract")
+    modules = {}
+    for key, proto in _PROTOS.items():
+        name = f"bench_grpcio_{key}_pb2"
+        spec = importlib.util.spec_from_file_location(name, out / proto.replace(".proto", "_pb2.py"))
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        modules[key] = module
+    return modules
+
+
+def grpcio_handlers(pb: dict[str, ModuleType], codec: str = "upb") -> list[Any]:
+    """Generic handlers for grpc.aio. codec "upb": protobuf-runtime messages (grpcio's own
+    stack); "betterproto2": the very servicer objects our server runs, (de)serialised by
+    betterproto2, which isolates the transport."""
+    import grpc
+
+    if codec == "betterproto2":
+        agents, memories = betterproto_services()
+        from ventros.agents import ListAgentsRequest, StreamAgentRequest
+        from ventros.memory import SearchMemoriesRequest
+
+        async def list_agents(request, context):  # type: ignore[no-untyped-def]
+            return await agents.list_available_agents(request)
+
+        async def search(request, context):  # type: ignore[no-untyped-def]
+            return await memories.search_memories(request)
+
+        async def stream(request, context):  # type: ignore[no-untyped-def]
+            async for chunk in agents.stream_agent_execution(request):
+                yield chunk
+
+        list_req, search_req, stream_req = ListAgentsRequest, SearchMemoriesRequest, StreamAgentRequest
+        parse = {c: c.parse for c in (list_req, search_req, stream_req)}
+        serialize = bytes
+    else:
+        pa, pm = pb["agents"], pb["memory"]
+
+        async def list_agents(request, context):  # type: ignore[no-untyped-def]
+            agents = [pa.AgentInfo(**a) for a in catalogue()]
+            return pa.ListAgentsResponse(agents=agents, total_count=len(agents))
+
+        async def search(request, context):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            found, total = keyword_search(request.query, request.limit)
+            response = pm.SearchMemoriesResponse(total_count=total)
+            for score, m in found:
+                memory = response.memories.add(
+                    id=m["id"],
+                    content=m["content"],
+                    memory_type=m["memory_type"],
+                    relevance_score=score,
+                    metadata=m["metadata"],
+                )
+                memory.created_at.FromDatetime(m["created_at"])
+                for t, e, r, s in m["related"]:
+                    memory.related.add(entity_type=t, entity_id=e, relationship=r, strength=s)
+            response.metadata.keyword_matches = total
+            response.metadata.keyword_weight = 1.0
+            response.search_latency_ms = (time.perf_counter() - started) * 1000
+            return response
+
+        async def stream(request, context):  # type: ignore[no-untyped-def]
+            for kind, content, metadata in stream_script(request.message):
+                yield pa.AgentStreamChunk(type=kind, content=content, metadata=metadata)
+
+        list_req, search_req, stream_req = (
+            pa.ListAgentsRequest,
+            pm.SearchMemoriesRequest,
+            pa.StreamAgentRequest,
+        )
+        parse = {c: c.FromString for c in (list_req, search_req, stream_req)}
+
+        def serialize(message: Any) -> bytes:
+            return message.SerializeToString()  # type: ignore[no-any-return]
+
+    agent_handler = grpc.method_handlers_generic_handler(
+        AGENT_SERVICE,
+        {
+            "ListAvailableAgents": grpc.unary_unary_rpc_method_handler(
+                list_agents, request_deserializer=parse[list_req], response_serializer=serialize
+            ),
+            "StreamAgentExecution": grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=parse[stream_req], response_serializer=serialize
+            ),
+        },
+    )
+    memory_handler = grpc.method_handlers_generic_handler(
+        MEMORY_SERVICE,
+        {
+            "SearchMemories": grpc.unary_unary_rpc_method_handler(
+                search, request_deserializer=parse[search_req], response_serializer=serialize
+            )
+        },
+    )
+    return [agent_handler, memory_handler]
