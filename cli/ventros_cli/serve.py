@@ -145,6 +145,28 @@ def serve(
             help="Option passed to the LLM backend (e.g. model=..., base_url=...); repeat for more.",
         ),
     ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--rate-limit",
+            metavar="RPS",
+            envvar="VENTROS_RATE_LIMIT_RPS",
+            show_envvar=True,
+            help="Calls per second per caller on each port; beyond it RESOURCE_EXHAUSTED [default: no limit].",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
+    rate_burst: Annotated[
+        int | None,
+        typer.Option(
+            "--rate-burst",
+            metavar="N",
+            envvar="VENTROS_RATE_LIMIT_BURST",
+            show_envvar=True,
+            help="Calls a caller may burst above the rate [default: the rate].",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -220,6 +242,8 @@ def serve(
         tls_key=str(tls_key) if tls_key else None,
         tls_client_ca=str(tls_client_ca) if tls_client_ca else None,
         token=state.token,
+        rate_limit=rate_limit,
+        rate_burst=rate_burst,
         grace=grace,
     )
     try:

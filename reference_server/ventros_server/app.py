@@ -19,7 +19,9 @@ Optional transport security, applied to both ports:
 * TLS with ``tls_cert``/``tls_key``; with ``tls_client_ca`` clients must present a certificate
   signed by that CA (mutual TLS);
 * a bearer token: every call except grpc.health.v1 must send ``authorization: Bearer <token>``,
-  else UNAUTHENTICATED with ErrorDetails code "UNAUTHENTICATED".
+  else UNAUTHENTICATED with ErrorDetails code "UNAUTHENTICATED";
+* a per-caller rate limit (ventros_server.ratelimit): RESOURCE_EXHAUSTED ("RATE_LIMITED") beyond
+  ``rate_limit`` calls per second, each port with its own budget.
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class ServeConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     token: str | None = None
+    #: Calls per second per caller on each port (RESOURCE_EXHAUSTED beyond); None: no limit.
+    rate_limit: float | None = None
+    #: Bucket size of the rate limit (default: the rate, rounded up).
+    rate_burst: int | None = None
     #: Seconds running calls get to finish once shutdown starts.
     grace: float = 10.0
 
@@ -100,6 +106,17 @@ class ServeConfig:
             raise ConfigurationError("the token must not be empty")
         if self.grace < 0:
             raise ConfigurationError("the grace period must not be negative")
+        if self.rate_burst is not None and self.rate_limit is None:
+            raise ConfigurationError("--rate-burst needs --rate-limit")
+        self.rate_limiter()  # raises ConfigurationError for a bad rate or burst
+
+    def rate_limiter(self) -> Any:
+        """A fresh RateLimiter (one per port: each service has its own budget), or None."""
+        if self.rate_limit is None:
+            return None
+        from .ratelimit import RateLimiter
+
+        return RateLimiter(self.rate_limit, self.rate_burst)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls_cert:
@@ -297,7 +314,11 @@ class VentrosApp:
 
     async def _start_one(self, name: ServiceName, servicer: Any, ssl_context: ssl.SSLContext | None) -> None:
         gate = CallGate(name, self.config.token)
-        server, statuses = build_server([servicer], listeners=[gate.install])
+        limiter = self.config.rate_limiter()
+        # The gate goes last so that it runs first: refusals while draining and token checks
+        # come before the rate limit.
+        listeners = [limiter, gate.install] if limiter is not None else [gate.install]
+        server, statuses = build_server([servicer], listeners=listeners)
         connections = _track_connections(server)
         port = self.config.agent_port if name == "agent" else self.config.memory_port
         sock = _bind(self.config.host, port, name)

@@ -14,6 +14,7 @@ from ventros import (
     AgentClient,
     ConfigurationError,
     MemoryClient,
+    ResourceExhaustedError,
     RetryPolicy,
     TLSConfig,
     UnauthenticatedError,
@@ -158,6 +159,8 @@ async def test_run_stops_gracefully_on_sigterm():
         )
     )
     await asyncio.wait_for(ready.wait(), 10)
+    # Only signal ourselves once run() has installed its handler (else SIGTERM ends pytest).
+    assert signal.SIGTERM in getattr(asyncio.get_running_loop(), "_signal_handlers", {})
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(task, 10)
     assert apps[0].addresses == {}
@@ -185,6 +188,29 @@ async def test_bearer_token_is_required_except_for_health():
             run_cli, "agents", "list", "--json", env={**env, "VENTROS_TOKEN": "s3cret"}
         )
         assert allowed.code == 0 and allowed.json()["total_count"] == 2
+    finally:
+        await app.stop()
+
+
+async def test_rate_limit_per_caller_and_port():
+    config = ServeConfig(agent_port=0, memory_port=0, rate_limit=0.5, rate_burst=2)
+    app = VentrosApp(config, services=_services())
+    await app.start()
+    try:
+        address = app.addresses["agent"]
+        async with AgentClient(address, retry=ONCE) as client:
+            await client.list_agents()
+            await client.list_agents()
+            with pytest.raises(ResourceExhaustedError) as info:
+                await client.list_agents()
+            assert info.value.code == "RATE_LIMITED"
+            assert int(info.value.metadata["retry_after_ms"]) > 0
+            assert await _health(client, "agent") == HealthCheckResponse.SERVING  # exempt
+        result = await asyncio.to_thread(run_cli, "agents", "list", env=cli_env(PYTHON_ADK_GRPC=address))
+        assert result.code == 8
+        assert "RESOURCE_EXHAUSTED (8) · RATE_LIMITED" in result.stderr
+        async with MemoryClient(app.addresses["memory"], retry=ONCE) as memory:  # its own budget
+            await memory.search_memories(contact_id=CONTACT, query="x")
     finally:
         await app.stop()
 
@@ -261,6 +287,8 @@ async def test_tls(certificate):
         (ServeConfig(tls_client_ca="ca.pem"), "--tls-client-ca needs"),
         (ServeConfig(agent_port=7000, memory_port=7000), "must differ"),
         (ServeConfig(token=" "), "token"),
+        (ServeConfig(rate_burst=5), "--rate-burst needs --rate-limit"),
+        (ServeConfig(rate_limit=0), "positive"),
     ],
 )
 def test_bad_configurations_are_refused_up_front(config, message):
