@@ -162,13 +162,17 @@ def blank(text: str) -> bool:
     return not text.strip()
 
 
-def snake(value: str, path: str, verdict: Verdict, *, max_bytes: int, required: bool = True) -> None:
+def snake(
+    value: str, path: str, verdict: Verdict, *, max_bytes: int, required: bool = True, lenient: bool = False
+) -> None:
+    """lower_snake_case of at most ``max_bytes``; ``lenient``: the contract states no rule here,
+    so a violation may be INVALID_ARGUMENT or not."""
     if not value:
         if required:
             verdict.add(path)
         return
     if utf8_len(value) > max_bytes or not SNAKE_CHARS_RE.fullmatch(value):
-        verdict.add(path)
+        verdict.add(path, maybe=lenient)
     elif not SNAKE_STRICT_RE.fullmatch(value):
         verdict.add(path, maybe=True)
 
@@ -222,7 +226,10 @@ def validate_related_entity(entity: pb_memory.RelatedEntity, path: str, v: Verdi
     eid = entity.entity_id
     if not eid or utf8_len(eid) > MAX_ENTITY_ID_BYTES or not ENTITY_ID_RE.fullmatch(eid):
         v.add(f"{path}.entity_id")
-    snake(entity.relationship, f"{path}.relationship", v, max_bytes=2**31, required=False)
+    relationship = entity.relationship
+    snake(relationship, f"{path}.relationship", v, max_bytes=2**31, required=False)
+    if utf8_len(relationship) > MAX_ENTITY_TYPE_BYTES and SNAKE_CHARS_RE.fullmatch(relationship):
+        v.add(f"{path}.relationship", maybe=True)  # no stated cap; 64 bytes like every other name
     if not _finite_in(entity.strength, 0.0, 1.0):
         v.add(f"{path}.strength")
 
@@ -254,6 +261,8 @@ def validate_related(req: pb_memory.GetRelatedEntitiesRequest) -> Verdict:
     elif utf8_len(eid) > MAX_ENTITY_ID_BYTES or not ENTITY_ID_RE.fullmatch(eid):
         # Not an id any entity can have: INVALID_ARGUMENT or NOT_FOUND are both fair answers.
         v.add("entity_id", maybe=True)
+    # A type no node can have (RelatedEntity.entity_type's rules): INVALID_ARGUMENT or NOT_FOUND.
+    snake(req.entity_type, "entity_type", v, max_bytes=MAX_ENTITY_TYPE_BYTES, required=False, lenient=True)
     if not 0 <= req.max_depth <= DEPTH_MAX:
         v.add("max_depth")
     if not 0 <= req.limit <= RELATED_MAX_LIMIT:
