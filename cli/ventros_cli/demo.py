@@ -18,7 +18,19 @@ from typing import IO, Annotated, Any, NoReturn
 import typer
 from rich.text import Text
 
-from ._common import EXIT_FAILURE, command, console, err_console, fail, run, state
+from ._common import (
+    EXIT_FAILURE,
+    agent_client,
+    command,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    memory_client,
+    run,
+    state,
+    to_data,
+)
 
 #: João Silva, the demo data set's best-known contact (ventros_server.demo_data.JOAO_ID).
 FALLBACK_CONTACT = "550e8400-e29b-41d4-a716-446655440000"
@@ -45,6 +57,10 @@ def demo(
         state.agent_addr = addresses["agent"]
         state.memory_addr = addresses["memory"]
         contact, query, agent, message = _demo_inputs()
+        fields = {"agent_type": agent, "contact_id": contact, "message": message, "channel_id": DEMO_CHANNEL}
+        if state.json:
+            emit_json({"addresses": addresses, **run(_collect(contact, query, fields))})
+            return
         from . import agents, memory
 
         _step(f"ventros agents list --agent-addr {addresses['agent']}")
@@ -54,11 +70,24 @@ def demo(
         _step(
             f'ventros agents run {agent} --contact {contact} --channel {DEMO_CHANNEL} --message "{message}" --stream'
         )
-        fields = {"agent_type": agent, "contact_id": contact, "message": message, "channel_id": DEMO_CHANNEL}
         run(agents._stream(fields, None))
-    if not state.json:
-        console.print()
-        console.print("Demo server stopped. Run your own with: ventros serve --demo", markup=False)
+    console.print()
+    console.print("Demo server stopped. Run your own with: ventros serve --demo", markup=False)
+
+
+async def _collect(contact: str, query: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The three demo calls as one JSON document (for --json)."""
+    from ventros.agents import StreamAgentRequest
+
+    from .memory import DEFAULT_TIMEOUT_MS
+
+    async with agent_client() as agents_, memory_client() as memory:
+        listed = await agents_.list_agents()
+        found = await memory.search_memories(
+            contact_id=contact, query=query, limit=5, timeout=DEFAULT_TIMEOUT_MS / 1000
+        )
+        chunks = [to_data(c) async for c in agents_.stream_agent_execution(StreamAgentRequest(**fields))]
+    return {"agents": to_data(listed), "search": to_data(found), "run": chunks}
 
 
 def _step(command_line: str) -> None:

@@ -259,10 +259,14 @@ def serve(
         )
     except Exception as exc:  # e.g. the store file is locked by another server
         logging.getLogger("ventros.serve").debug("start-up failed", exc_info=True)
+        locked = "lock" in str(exc).lower()
         fail(
             f"the server could not start: {type(exc).__name__}: {exc}",
             code=EXIT_FAILURE,
-            hint="Run with --log-level debug for details.",
+            hint="Another `ventros serve` (or `ventros memory import`) has this --db open: stop it, or pass "
+            "another --db (--db :memory: keeps nothing)."
+            if locked
+            else "Run with --log-level debug for details.",
         )
 
 

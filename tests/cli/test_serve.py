@@ -295,6 +295,12 @@ def test_ventros_demo_runs_end_to_end():
     assert "[THINKING] " in out and "[TOOL] " in out
     assert "[DONE] Confidence: " in out
     assert out.rstrip().endswith("Demo server stopped. Run your own with: ventros serve --demo")
+    as_json = run_cli("--json", "demo", timeout=120)
+    assert as_json.code == 0, as_json.stderr
+    data = as_json.json()  # one document: the three answers
+    assert data["agents"]["total_count"] == 5
+    assert data["search"]["memories"]
+    assert data["run"][-1]["type"] == "FINAL"
 
 
 def test_import_then_serve_the_file(tmp_path):
