@@ -31,6 +31,7 @@ from grpclib.const import Status
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.exceptions import GRPCError
 
+from . import _fastcodec
 from ._generated.ventros.common import ErrorDetails
 
 #: Spec section 5.1: 50 MiB in both directions (grpc.max_send/receive_message_length).
@@ -55,13 +56,13 @@ class VentrosCodec(CodecBase):
         if not isinstance(message, message_type):
             raise TypeError(f"message must be {message_type!r}, not {type(message)!r}")
         if isinstance(message, betterproto2.Message):
-            return bytes(message)
+            return _fastcodec.encode(message)
         return message.SerializeToString()  # type: ignore[no-any-return]
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
             if issubclass(message_type, betterproto2.Message):
-                return message_type.parse(data)
+                return _fastcodec.decode(message_type, data)
             return message_type.FromString(data)
         except Exception as exc:  # any parse failure means the peer sent malformed bytes
             raise _status_error(
