@@ -25,7 +25,7 @@ from ..expect import details_problems, fail, replay_hint
 from ._support import call, check
 
 SOURCE = ("proto: status codes common to every RPC + per-RPC INVALID_ARGUMENT/NOT_FOUND rules; "
-          "'Every non-OK status carries a ventros.common.ErrorDetails'")  # fmt: skip
+          "'Every non-OK status carries a ventros.common.ErrorDetails'; contract.md Status codes and ErrorDetails")  # fmt: skip
 RPCS = [
     pytest.param(name, marks=check(SOURCE, rpc.service), id=name)
     for name, rpc in c.RPCS.items()

@@ -111,7 +111,7 @@ INVALID = [
 
 
 @check("proto: request field comments; 'INVALID_ARGUMENT a field is missing, malformed or out of range "
-       "(ErrorDetails.metadata[\"field\"])'; spec 4.1-4.2", SERVICE)  # fmt: skip
+       "(ErrorDetails.metadata[\"field\"])'; contract.md Status codes and ErrorDetails; spec 4.1-4.2", SERVICE)  # fmt: skip
 @pytest.mark.parametrize(("rpc", "make", "field"), INVALID)
 def test_invalid_field_is_invalid_argument(target: Target, rpc: str, make: Any, field: str) -> None:
     """A request with one bad field is INVALID_ARGUMENT with ErrorDetails naming that field."""

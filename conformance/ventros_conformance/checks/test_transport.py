@@ -51,7 +51,7 @@ def _raw_fail(
 
 
 @pytest.mark.parametrize(
-    "service", _per_service('spec 7.3 Health Checks; grpc.health.v1 ("" = the whole server)')
+    "service", _per_service('spec 7.3; contract.md Transport (Health): grpc.health.v1, "" = the whole server')
 )
 def test_health(target: Target, service: str) -> None:
     """grpc.health.v1.Health/Check answers SERVING for "", the alias and the full service name;
@@ -75,7 +75,9 @@ def test_health(target: Target, service: str) -> None:
         fail("health checks", None, target.address, problems)
 
 
-@pytest.mark.parametrize("service", _per_service("proto: 'UNIMPLEMENTED an unknown method'"))
+@pytest.mark.parametrize(
+    "service", _per_service("proto: 'UNIMPLEMENTED an unknown method'; contract.md Status codes")
+)
 @pytest.mark.parametrize("which", ["method", "service"])
 def test_unknown_method(target: Target, service: str, which: str) -> None:
     """A call to a method (or service) the server does not have is UNIMPLEMENTED."""
@@ -89,7 +91,7 @@ def test_unknown_method(target: Target, service: str, which: str) -> None:
         fail("expected UNIMPLEMENTED", outcome, target.address)
 
 
-@pytest.mark.parametrize("service", _per_service("spec 5.3 Compression; proto: grpc-encoding identity/gzip"))
+@pytest.mark.parametrize("service", _per_service("spec 5.3; contract.md Transport (Compression)"))
 def test_gzip_request_raw(target: Target, service: str) -> None:
     """A gzip-compressed request frame (flag 1, grpc-encoding: gzip) is read and answered OK."""
     path, request, response_type = _cheap(service)
@@ -128,7 +130,10 @@ def test_gzip_request_grpcio(target: Target, service: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "service", _per_service("proto: 'UNIMPLEMENTED ... a grpc-encoding other than identity/gzip'")
+    "service",
+    _per_service(
+        "proto: 'UNIMPLEMENTED ... a grpc-encoding other than identity/gzip'; contract.md Transport (Compression)"
+    ),
 )
 def test_unsupported_encoding(target: Target, service: str) -> None:
     """A request compressed with an encoding the contract does not allow (snappy) is UNIMPLEMENTED."""
@@ -151,7 +156,7 @@ def _big(service: str, size: int) -> tuple[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "service", _per_service("spec 5.1: 50 MiB cap; proto: 'RESOURCE_EXHAUSTED a message above 50 MiB'")
+    "service", _per_service("spec 5.1; contract.md Transport (Message cap): RESOURCE_EXHAUSTED above 50 MiB")
 )
 def test_over_cap_message(target: Target, service: str) -> None:
     """A request message of 50 MiB + 1 KiB is RESOURCE_EXHAUSTED (the server need not read it)."""
@@ -164,7 +169,7 @@ def test_over_cap_message(target: Target, service: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "service", _per_service("spec 5.1: messages up to 50 MiB are accepted (grpc-go's default is 4 MiB)")
+    "service", _per_service("spec 5.1; contract.md Transport (Message cap): up to 50 MiB is accepted")
 )
 def test_large_message_below_cap(target: Target, service: str) -> None:
     """A 16 MiB request passes the transport and is judged on its fields: INVALID_ARGUMENT (too long),
@@ -180,7 +185,7 @@ def test_large_message_below_cap(target: Target, service: str) -> None:
 
 
 @pytest.mark.parametrize("service", _per_service("proto ExecuteAgent: 'DEADLINE_EXCEEDED: the caller's deadline ... "
-                                                 "passed; the work is cancelled'; spec 5.2 Timeouts"))  # fmt: skip
+                                                 "passed; the work is cancelled'; contract.md Transport (Deadlines); spec 5.2"))  # fmt: skip
 def test_expired_deadline(target: Target, service: str, request: pytest.FixtureRequest) -> None:
     """A request whose grpc-timeout has expired on arrival (1 ns) is answered DEADLINE_EXCEEDED by the server."""
     if service == "memory":
