@@ -78,6 +78,23 @@ async def test_both_services_on_their_own_free_ports_with_health():
     assert lines[-1] == "stopped"
 
 
+async def test_health_command_reports_not_serving_with_exit_1():
+    app = VentrosApp(ServeConfig(agent_port=0, memory_port=0), services=_services())
+    await app.start()
+    try:
+        for status in app._running["memory"].statuses.values():
+            status.set(False)
+        env = cli_env(PYTHON_ADK_GRPC=app.addresses["agent"], MEMORY_SERVICE_GRPC=app.addresses["memory"])
+        result = await asyncio.to_thread(run_cli, "health", "--json", env=env)
+        assert result.code == 1
+        assert {k: v["status"] for k, v in result.json().items()} == {
+            "agent": "SERVING",
+            "memory": "NOT_SERVING",
+        }
+    finally:
+        await app.stop()
+
+
 async def test_only_one_service():
     app = VentrosApp(ServeConfig(agent_port=0, memory_port=0, only="memory"), services=_services())
     await app.start()
