@@ -28,7 +28,10 @@ import numpy as np
 log = logging.getLogger("ventros.memory.vectors")
 
 #: Candidate-set size up to which exact search is used (benchmarks/memory_vector_switch.py).
-DEFAULT_EXACT_MAX = 20_000
+DEFAULT_EXACT_MAX = 100_000
+#: Above 1/_GATHER_RATIO of the rows, exact search multiplies the whole matrix (measured ~5x
+#: cheaper per row than gathering the rows first).
+_GATHER_RATIO = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
 
@@ -110,8 +113,15 @@ class VectorIndex:
         seqs = np.asarray(seqs, dtype=np.int64)
         mask = self.has(seqs)
         sims = np.full(len(seqs), np.nan, dtype=np.float32)
-        if mask.any():
-            sims[mask] = self._matrix[seqs[mask]] @ query.astype(np.float32)
+        if not mask.any():
+            return sims
+        query = query.astype(np.float32)
+        rows = int(seqs[mask].max()) + 1
+        if mask.sum() * _GATHER_RATIO > rows:
+            # Many candidates: one pass over the matrix beats copying the candidates' rows out.
+            sims[mask] = (self._matrix[:rows] @ query)[seqs[mask]]
+        else:
+            sims[mask] = self._matrix[seqs[mask]] @ query
         return sims
 
     def top_k(

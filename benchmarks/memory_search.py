@@ -1,0 +1,261 @@
+"""MemoryService under load: search latency per mode over gRPC, StoreMemory rate, import rate, RSS.
+
+    python -m benchmarks.memory_search                  # 10k and 100k memories, ~6 minutes
+    python -m benchmarks.memory_search --sizes 10000    # quick
+    python -m benchmarks.memory_search --million        # adds 1M memories (~15 minutes more, ~4 GB)
+    python -m benchmarks.memory_search --no-peer        # skip LanceDB
+
+For each size: a DuckDB file is filled with the JSONL importer (synthetic CRM memories,
+benchmarks/memory_corpus.py, 20 per contact), then a server process (`ventros_server.memory`
+behind build_server) is started on 127.0.0.1 and this process calls it through
+ventros.MemoryClient, one call at a time: p50 / p99 of the client-observed latency per mode,
+then StoreMemory calls per second (sequential, and 8 in flight), and the server's RSS.
+
+Peer: LanceDB (embedded, in this process, no gRPC), same vectors and texts, vector search with a
+contact_id prefilter and its full-text search. It is used if importable, else installed with
+`pip install --target` into a cache folder (never into the project's environment); when that
+fails the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import ventros  # noqa: E402
+from ventros import memory as pb  # noqa: E402
+from ventros_server.memory import import_jsonl, open_store  # noqa: E402
+
+from benchmarks.memory_corpus import contact_ids, jsonl_lines, sentences  # noqa: E402
+
+PEER_DIR = Path(tempfile.gettempdir()) / "ventros-bench-peers"
+QUERIES = [
+    "atraso na entrega", "delivery delay complaint", "coupon discount", "premium plan upgrade",
+    "presente dezembro", "refund damaged product", "prefers whatsapp", "Black Friday campaign",
+]  # fmt: skip
+MODES = [
+    pb.SearchMode.HYBRID,
+    pb.SearchMode.VECTOR_ONLY,
+    pb.SearchMode.KEYWORD_ONLY,
+    pb.SearchMode.GRAPH_ONLY,
+]
+SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from ventros_server.memory import MemoryService, open_store
+    from ventros_server.server import build_server
+
+    async def main():
+        store = open_store(sys.argv[1])
+        server, _ = build_server([MemoryService(store)])
+        await server.start("127.0.0.1", 0)
+        print(server._server.sockets[0].getsockname()[1], flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            store.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def fill(path: str, size: int) -> tuple[list[str], float]:
+    contacts = contact_ids(max(size // 20, 1))
+    store = open_store(path)
+    started = time.perf_counter()
+    import_jsonl(store, jsonl_lines(size, contacts))
+    seconds = time.perf_counter() - started
+    store.close()
+    return contacts, size / seconds
+
+
+async def measure(port: int, contacts: list[str], calls: int) -> dict[str, Any]:
+    rng = random.Random(5)
+    out: dict[str, Any] = {}
+    async with ventros.MemoryClient(f"127.0.0.1:{port}") as client:
+        for mode in MODES:
+            timings = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                await client.search_memories(
+                    contact_id=rng.choice(contacts), query=rng.choice(QUERIES), mode=mode, timeout=10
+                )
+                timings.append(time.perf_counter() - started)
+            out[mode.name] = (pct(timings, 0.5), pct(timings, 0.99))
+        texts = [text for _, text in sentences(400, seed=77)]
+        started = time.perf_counter()
+        for text in texts[:200]:
+            await client.store_memory(
+                contact_id=rng.choice(contacts), content=text, memory_type="fact", timeout=10
+            )
+        out["store_seq"] = 200 / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for i in range(0, 200, 8):
+            await asyncio.gather(
+                *(
+                    client.store_memory(
+                        contact_id=rng.choice(contacts), content=t, memory_type="fact", timeout=10
+                    )
+                    for t in texts[200 + i : 208 + i]
+                )
+            )
+        out["store_par"] = 200 / (time.perf_counter() - started)
+    return out
+
+
+def serve_and_measure(path: str, contacts: list[str], calls: int) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, path], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        result = asyncio.run(measure(port, contacts, calls))
+        result["rss"] = rss_mb(proc.pid)
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def lancedb_module() -> Any:
+    try:
+        return importlib.import_module("lancedb")
+    except ImportError:
+        pass
+    if not PEER_DIR.exists():
+        print(f"(installing lancedb into {PEER_DIR} for the peer column...)", flush=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", str(PEER_DIR), "lancedb"],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        if done.returncode != 0:
+            print(f"lancedb could not be installed: {done.stderr.strip()[-300:]}")
+            return None
+    sys.path.insert(0, str(PEER_DIR))
+    try:
+        return importlib.import_module("lancedb")
+    except ImportError as exc:
+        print(f"lancedb not importable: {exc}")
+        return None
+
+
+def lancedb_peer(size: int, calls: int, workdir: str) -> dict[str, Any] | None:
+    lancedb = lancedb_module()
+    if lancedb is None:
+        return None
+    import pyarrow as pa  # lancedb's own dependency
+    from ventros_server.memory import make_embedder
+
+    contacts = contact_ids(max(size // 20, 1))
+    embedder = make_embedder("offline")
+    texts = [text for _, text in sentences(size, seed=1)]
+    started = time.perf_counter()
+    vectors = embedder.embed(texts)
+    owners = [contacts[i % len(contacts)] for i in range(size)]
+    table_data = pa.table(
+        {
+            "contact_id": owners,
+            "content": texts,
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), embedder.dim),
+        }
+    )
+    db = lancedb.connect(os.path.join(workdir, "lance"))
+    table = db.create_table("memories", table_data, mode="overwrite")
+    table.create_fts_index("content", replace=True)
+    load_rate = size / (time.perf_counter() - started)
+    rng = random.Random(5)
+    out: dict[str, Any] = {"import": load_rate}
+    vec, fts = [], []
+    for _ in range(calls):
+        contact, query = rng.choice(contacts), rng.choice(QUERIES)
+        t0 = time.perf_counter()
+        q = embedder.embed([query])[0]
+        table.search(q).where(f"contact_id = '{contact}'", prefilter=True).limit(10).to_list()
+        t1 = time.perf_counter()
+        table.search(query, query_type="fts").where(f"contact_id = '{contact}'", prefilter=True).limit(
+            10
+        ).to_list()
+        t2 = time.perf_counter()
+        vec.append(t1 - t0)
+        fts.append(t2 - t1)
+    out["VECTOR_ONLY"] = (pct(vec, 0.5), pct(vec, 0.99))
+    out["KEYWORD_ONLY"] = (pct(fts, 0.5), pct(fts, 0.99))
+    out["rss"] = rss_mb(os.getpid())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--million", action="store_true", help="add a 1,000,000-memory run")
+    parser.add_argument("--calls", type=int, default=200, help="searches per mode")
+    parser.add_argument("--no-peer", action="store_true")
+    args = parser.parse_args()
+    sizes = args.sizes + ([1_000_000] if args.million else [])
+    print("reproduce: python -m benchmarks.memory_search --sizes " + " ".join(map(str, args.sizes))
+          + (" --million" if args.million else "") + (" --no-peer" if args.no_peer else ""))  # fmt: skip
+    print(f"machine: {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f}")
+    header = f"{'system':<10}{'memories':>9}{'import/s':>10}" + "".join(f"{m.name:>20}" for m in MODES)
+    header += f"{'store/s seq':>12}{'store/s x8':>11}{'RSS MB':>8}"
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for size in sizes:
+            path = os.path.join(workdir, f"m{size}.duckdb")
+            contacts, rate = fill(path, size)
+            r = serve_and_measure(path, contacts, args.calls)
+            cells = "".join(f"{r[m.name][0]:>9.1f} /{r[m.name][1]:>7.1f} ms" for m in MODES)
+            rows.append(
+                f"{'ventros':<10}{size:>9}{rate:>10.0f}{cells}{r['store_seq']:>12.0f}{r['store_par']:>11.0f}{r['rss']:>8.0f}"
+            )
+            print(rows[-1], flush=True)
+            if not args.no_peer:
+                peer = lancedb_peer(size, args.calls, workdir)
+                if peer is None:
+                    rows.append(f"{'lancedb':<10}{size:>9}  not available (see message above)")
+                else:
+                    cells = "".join(
+                        f"{peer[m.name][0]:>9.1f} /{peer[m.name][1]:>7.1f} ms"
+                        if m.name in peer
+                        else f"{'n/a':>20}"
+                        for m in MODES
+                    )
+                    rows.append(
+                        f"{'lancedb':<10}{size:>9}{peer['import']:>10.0f}{cells}{'n/a':>12}{'n/a':>11}{peer['rss']:>8.0f}"
+                    )
+                print(rows[-1], flush=True)
+    print("\nsearch cells: p50 / p99, client-observed over gRPC (ventros) or in-process (lancedb)")
+    print(header)
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
