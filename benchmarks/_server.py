@@ -36,39 +36,25 @@ KINDS: dict[str, dict[str, Any]] = {
 DEFAULT_KINDS = [k for k in KINDS if k != "grpcio+betterproto2"]
 
 
-def use_fast_codec() -> None:
-    """Route VentrosCodec through ventros._fastcodec in this process (the proposed _wire hook)."""
+def use_codec(fast: bool) -> None:
+    """VentrosCodec encodes betterproto2 messages with ventros._fastcodec (the _wire hook);
+    ``fast=False`` puts betterproto2's own bytes()/parse back in this process, i.e. the codec
+    as it was before the hook."""
     from ventros import _fastcodec, _wire
 
-    if getattr(_wire.VentrosCodec, "_bench_fast", False):
-        return
-    plain_encode, plain_decode = _wire.VentrosCodec.encode, _wire.VentrosCodec.decode
-    import betterproto2
-
-    def encode(self: Any, message: Any, message_type: Any) -> bytes:
-        if type(message) is message_type and isinstance(message, betterproto2.Message):
-            return _fastcodec.encode(message)
-        return plain_encode(self, message, message_type)
-
-    def decode(self: Any, data: bytes, message_type: Any) -> Any:
-        if isinstance(message_type, type) and issubclass(message_type, betterproto2.Message):
-            try:
-                return _fastcodec.decode(message_type, data)
-            except Exception:
-                pass  # let the standard path raise its documented INVALID_ARGUMENT
-        return plain_decode(self, data, message_type)
-
-    _wire.VentrosCodec.encode = encode  # type: ignore[method-assign]
-    _wire.VentrosCodec.decode = decode  # type: ignore[method-assign]
-    _wire.VentrosCodec._bench_fast = True  # type: ignore[attr-defined]
+    assert "_fastcodec" in _wire.VentrosCodec.encode.__code__.co_names, "the _wire hook is missing"
+    if not fast:
+        _fastcodec.encode = bytes  # type: ignore[assignment]
+        _fastcodec.decode = lambda cls, data: cls.parse(data)  # type: ignore[assignment]
 
 
 def services_plain() -> list[Any]:
+    use_codec(fast=False)
     return _peers.betterproto_services()
 
 
 def services_fast() -> list[Any]:
-    use_fast_codec()
+    use_codec(fast=True)
     return _peers.betterproto_services()
 
 

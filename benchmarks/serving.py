@@ -1,6 +1,6 @@
 """Unary and server-streaming serving throughput: our grpclib server against grpc.aio.
 
-    python -m benchmarks.serving            # about 4-5 minutes on 2 cores
+    python -m benchmarks.serving            # about 4 minutes on 2 cores
     python -m benchmarks.serving --quick    # about 1 minute: 1 repeat, shorter runs
 
 Every server variant (``benchmarks._server.KINDS``) runs in its own process(es), all at once
@@ -317,7 +317,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--duration", type=float, default=2.5, help="timed seconds per run (after 0.5 s warm-up)"
+        "--duration", type=float, default=2.0, help="timed seconds per run (after 0.5 s warm-up)"
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
