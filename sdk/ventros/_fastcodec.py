@@ -138,7 +138,8 @@ def _single_encoder(number: int, proto_type: str, unwrap: Callable[[], type] | N
             return enc_msg
 
         def enc_wrapped(value: Any) -> bytes:
-            data = encode(unwrap().from_wrapped(value))
+            wrapper: Any = unwrap()
+            data = encode(wrapper.from_wrapped(value))
             return key + _varint(len(data)) + data
 
         return enc_wrapped
@@ -189,14 +190,13 @@ _encode_plans: dict[type, EncodePlan | None] = {}
 
 
 def _encode_plan(cls: type) -> EncodePlan | None:
-    plan = _encode_plans.get(cls, ...)
-    if plan is not ...:
-        return plan  # type: ignore[return-value]
+    if cls in _encode_plans:
+        return _encode_plans[cls]
     if not issubclass(cls, betterproto2.Message) or cls()._is_pydantic():
         _encode_plans[cls] = None
         return None
-    meta_cls = cls._betterproto
-    entries = []
+    meta_cls: Any = cls._betterproto  # type: ignore[arg-type]
+    entries: list[tuple[str, int, Any, Any, Any]] = []
     for name, meta in meta_cls.meta_by_field_name.items():
         default = meta_cls.default_gen[name]()
         if meta.repeated and meta.proto_type in PACKED_TYPES:
@@ -307,19 +307,18 @@ def _varint_converter(proto_type: str, enum_cls: Any) -> Callable[[int], Any] | 
 _D_STR, _D_BYTES, _D_MSG, _D_VARINT, _D_FIXED, _D_MAP = range(6)
 
 # field number -> (name, kind, expected wire type, repeated, extra, meta)
-DecodePlan = dict[int, tuple[str, int, int, bool, Any, Any]]
+DecodePlan = dict[int, tuple[str, int, int, Any, Any, Any]]
 _decode_plans: dict[type, DecodePlan | None] = {}
 
 
 def _decode_plan(cls: type) -> DecodePlan | None:
-    plan = _decode_plans.get(cls, ...)
-    if plan is not ...:
-        return plan  # type: ignore[return-value]
+    if cls in _decode_plans:
+        return _decode_plans[cls]
     if not issubclass(cls, betterproto2.Message) or cls()._is_pydantic():
         _decode_plans[cls] = None
         return None
-    meta_cls = cls._betterproto
-    plan = {}
+    meta_cls: Any = cls._betterproto  # type: ignore[arg-type]
+    plan: DecodePlan = {}
     for name, meta in meta_cls.meta_by_field_name.items():
         ptype = meta.proto_type
         extra: Any = None
@@ -329,7 +328,7 @@ def _decode_plan(cls: type) -> DecodePlan | None:
             kind, wire = _D_BYTES, WIRE_LEN_DELIM
         elif ptype == TYPE_MAP:
             kind, wire, extra = _D_MAP, WIRE_LEN_DELIM, meta_cls.cls_by_field[name]
-            str_str = bool(meta.map_meta) and all(m.proto_type == TYPE_STRING for m in meta.map_meta)
+            str_str = bool(meta.map_meta) and all(m.proto_type == TYPE_STRING for m in meta.map_meta or ())
             extra = (extra, str_str)
         elif ptype == TYPE_MESSAGE:
             kind, wire = _D_MSG, WIRE_LEN_DELIM
@@ -411,6 +410,7 @@ def _decode(cls: type[M], plan: DecodePlan, buf: bytes, pos: int, end: int) -> M
             _assign(message, meta, name, message._postprocess_single(wire, meta, name, raw), repeated)
             continue
 
+        item: Any
         if kind == _D_STR:
             item = str(buf[value:pos], "utf-8")
         elif kind == _D_MSG:
