@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -167,6 +168,44 @@ def serve(
             rich_help_panel=SECURITY_PANEL,
         ),
     ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-keys-file",
+            metavar="FILE",
+            envvar="VENTROS_API_KEYS_FILE",
+            show_envvar=True,
+            exists=True,
+            dir_okay=False,
+            help="API keys with scopes (TOML or JSON; see docs/operations.md). $VENTROS_API_KEYS "
+            "('key:read,write;key2:read') adds more; --token is one key with every scope.",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
+    memory_token: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-token",
+            metavar="KEY",
+            envvar="VENTROS_MEMORY_TOKEN",
+            show_envvar=True,
+            help="API key the agent service sends to the memory service at --memory-addr.",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
+    memory_tls_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--memory-tls-ca",
+            metavar="FILE",
+            envvar="VENTROS_MEMORY_TLS_CA",
+            show_envvar=True,
+            exists=True,
+            dir_okay=False,
+            help="Reach the memory service at --memory-addr over TLS, trusting this CA bundle.",
+            rich_help_panel=SECURITY_PANEL,
+        ),
+    ] = None,
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -204,8 +243,8 @@ def serve(
     """Run the reference server: AgentService and MemoryService, each on its own port.
 
     Prints "agent|memory service listening on HOST:PORT" for each service once it serves (with
-    --json: one JSON line per event). With --token (or $VENTROS_TOKEN) every call but health
-    checks must carry that bearer token. The agent service reaches memory at this process's
+    --json: one JSON line per event). With --token (or $VENTROS_TOKEN), $VENTROS_API_KEYS or
+    --api-keys-file every call but health checks must carry an API key with the method's scope. The agent service reaches memory at this process's
     memory port, or at --memory-addr. SIGINT/SIGTERM: health turns NOT_SERVING, new calls are
     refused, running calls get --grace seconds, then the store is closed.
     """
@@ -242,6 +281,10 @@ def serve(
         tls_key=str(tls_key) if tls_key else None,
         tls_client_ca=str(tls_client_ca) if tls_client_ca else None,
         token=state.token,
+        api_keys=os.environ.get("VENTROS_API_KEYS") or None,
+        api_keys_file=str(api_keys_file) if api_keys_file else None,
+        memory_token=memory_token,
+        memory_tls_ca=str(memory_tls_ca) if memory_tls_ca else None,
         rate_limit=rate_limit,
         rate_burst=rate_burst,
         grace=grace,
@@ -332,3 +375,5 @@ def _configure_logging(level: str) -> None:
     if numeric > logging.DEBUG:
         for noisy in ("grpclib", "asyncio", "hpack", "h2"):
             logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # hpack logs every header value at DEBUG, API keys included: never let it.
+    logging.getLogger("hpack").setLevel(max(numeric, logging.INFO))

@@ -18,8 +18,11 @@ and is what ``ventros serve`` calls. Port 0 picks a free port; the chosen addres
 Optional transport security, applied to both ports:
 * TLS with ``tls_cert``/``tls_key``; with ``tls_client_ca`` clients must present a certificate
   signed by that CA (mutual TLS);
-* a bearer token: every call except grpc.health.v1 must send ``authorization: Bearer <token>``,
-  else UNAUTHENTICATED with ErrorDetails code "UNAUTHENTICATED";
+* API keys with scopes (ventros_server.auth): ``token`` is one key with every scope, and
+  ``api_keys`` ("key:read,write;...", i.e. $VENTROS_API_KEYS) and ``api_keys_file`` add more;
+  every call except grpc.health.v1 (and reflection) must send ``authorization: Bearer <key>``,
+  else UNAUTHENTICATED (MISSING_CREDENTIALS / INVALID_CREDENTIALS), and a key without the
+  method's scope gets PERMISSION_DENIED (INSUFFICIENT_SCOPE);
 * a per-caller rate limit (ventros_server.ratelimit): RESOURCE_EXHAUSTED ("RATE_LIMITED") beyond
   ``rate_limit`` calls per second, each port with its own budget.
 """
@@ -28,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import ipaddress
 import logging
+import secrets
 import signal
 import socket
 import ssl
@@ -42,8 +46,9 @@ from grpclib.const import Status
 from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
 from grpclib.health.check import ServiceStatus
-from ventros import ConfigurationError, ErrorDetails, _settings
+from ventros import ConfigurationError, ErrorDetails, StatusError, _settings
 
+from .auth import READ, WRITE, ApiKey, ApiKeys, digest
 from .server import VentrosServer, build_server
 
 log = logging.getLogger("ventros.serve")
@@ -79,6 +84,14 @@ class ServeConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     token: str | None = None
+    #: More API keys with scopes: "key1:read,write;key2:read" (what $VENTROS_API_KEYS holds).
+    api_keys: str | None = None
+    #: A TOML or JSON keys file (ventros_server.auth), e.g. $VENTROS_API_KEYS_FILE.
+    api_keys_file: str | None = None
+    #: The key the agent service presents to a memory service at ``memory_addr``.
+    memory_token: str | None = None
+    #: CA bundle the agent service trusts for a TLS memory service at ``memory_addr``.
+    memory_tls_ca: str | None = None
     #: Calls per second per caller on each port (RESOURCE_EXHAUSTED beyond); None: no limit.
     rate_limit: float | None = None
     #: Bucket size of the rate limit (default: the rate, rounded up).
@@ -109,6 +122,25 @@ class ServeConfig:
         if self.rate_burst is not None and self.rate_limit is None:
             raise ConfigurationError("--rate-burst needs --rate-limit")
         self.rate_limiter()  # raises ConfigurationError for a bad rate or burst
+        self.keys()  # raises ConfigurationError for a bad key, scope or keys file
+
+    def keys(self) -> ApiKeys | None:
+        """The API keys every call must present (None: no authentication)."""
+        environ = {"VENTROS_API_KEYS": self.api_keys} if self.api_keys else {}
+        return ApiKeys.from_env(environ, token=self.token, keys_file=self.api_keys_file)
+
+    def security_warning(self) -> str | None:
+        """A loud warning when personal data would be served to the network unprotected."""
+        if _is_loopback(self.host) or (self.token or self.api_keys or self.api_keys_file) or self.tls_cert:
+            return None
+        return (
+            f"\n{'!' * 78}\n"
+            f"!! WARNING: listening on {self.host}, beyond this machine, WITHOUT authentication or TLS.\n"
+            "!! Anyone who can reach these ports can read and change the memory store (names,\n"
+            "!! phones, e-mails, messages) and run agents. Set API keys ($VENTROS_API_KEYS,\n"
+            "!! --api-keys-file or --token) and TLS (--tls-cert/--tls-key), or bind to 127.0.0.1.\n"
+            f"{'!' * 78}"
+        )
 
     def rate_limiter(self) -> Any:
         """A fresh RateLimiter (one per port: each service has its own budget), or None."""
@@ -134,11 +166,11 @@ class ServeConfig:
 
 
 class CallGate:
-    """A RecvRequest listener: token check, refusal while draining, and in-flight accounting."""
+    """A RecvRequest listener: API key check, refusal while draining, and in-flight accounting."""
 
-    def __init__(self, service: str, token: str | None = None) -> None:
+    def __init__(self, service: str, keys: ApiKeys | None = None) -> None:
         self.service = service
-        self.token = token
+        self.keys = keys
         self.draining = False
         self.in_flight = 0
         self._idle = asyncio.Event()
@@ -153,7 +185,7 @@ class CallGate:
         if event.method_name.startswith(_HEALTH_PREFIX):
             return  # health answers even while draining (NOT_SERVING) and needs no token
         inner = event.method_func
-        authorized = self._authorized(event.metadata)
+        refusal = self._refusal(event.metadata, event.method_name)
 
         async def gated(stream: Any) -> None:
             if self.draining:
@@ -163,13 +195,8 @@ class CallGate:
                     f"the {self.service} service is shutting down",
                     "Retry against another instance, or once the server has restarted.",
                 )
-            if not authorized:
-                raise _status(
-                    Status.UNAUTHENTICATED,
-                    "UNAUTHENTICATED",
-                    "missing or invalid bearer token",
-                    "Send the metadata 'authorization: Bearer <token>' (ventros --token / VENTROS_TOKEN).",
-                )
+            if refusal is not None:
+                raise refusal
             # Count the whole request task, not just this function: the call is over once
             # grpclib has also sent its trailers, which happens after we return.
             task = asyncio.current_task()
@@ -199,16 +226,14 @@ class CallGate:
         if self.in_flight == 0:
             self._idle.set()
 
-    def _authorized(self, metadata: Mapping[str, Any]) -> bool:
-        if self.token is None:
-            return True
-        value = metadata.get("authorization")
-        if not isinstance(value, str):
-            return False
-        scheme, _, credential = value.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.strip().encode(), self.token.encode()
-        )
+    def _refusal(self, metadata: Mapping[str, Any], method: str) -> GRPCError | None:
+        if self.keys is None:
+            return None
+        try:
+            self.keys.check(metadata, method)
+        except StatusError as exc:
+            return exc.to_grpc()
+        return None
 
     async def abort_running(self, timeout: float = 1.0) -> None:
         """Cancel the calls still running; each ends with UNAVAILABLE ("SHUTTING_DOWN")."""
@@ -270,6 +295,11 @@ class VentrosApp:
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
         self._on_close: list[Callable[[], Any]] = []
+        self.keys = config.keys()
+        #: The key the agent service uses on this process's memory port (read and write only).
+        self.internal_key: str | None = None
+        if self.keys is not None and config.only is None and not config.memory_addr:
+            self.internal_key = secrets.token_urlsafe(32)
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -310,10 +340,17 @@ class VentrosApp:
             self._announce(f"{name} service listening on {_join(running.host, running.port)}")
         if "agent" in self._running:
             self._announce(f"agent service uses the memory service at {self.memory_address()}")
-        log.debug("transport: %s, token %s", scheme, "required" if self.config.token else "not required")
+        log.debug("transport: %s, API keys %s", scheme, "required" if self.keys else "not required")
+        warning = self.config.security_warning()
+        if warning:
+            log.warning("%s", warning)
 
     async def _start_one(self, name: ServiceName, servicer: Any, ssl_context: ssl.SSLContext | None) -> None:
-        gate = CallGate(name, self.config.token)
+        keys = self.keys
+        if keys is not None and name == "memory" and self.internal_key is not None:
+            internal = ApiKey("agent-service (internal)", digest(self.internal_key), frozenset({READ, WRITE}))
+            keys = ApiKeys([*keys, internal], open_reflection=keys.open_reflection)
+        gate = CallGate(name, keys)
         limiter = self.config.rate_limiter()
         # The gate goes last so that it runs first: refusals while draining and token checks
         # come before the rate limit.
@@ -359,6 +396,7 @@ class VentrosApp:
                 )
                 await r.gate.abort_running()
         for r in running:
+            await _settle(r.connections)  # clients read the last answers before the GOAWAY
             r.server.close()  # cancels what is left (health watches) and closes the handlers
             _close_connections(r.connections)
         for r in running:
@@ -449,14 +487,33 @@ def _agent_service(app: VentrosApp) -> Any:
     config = app.config
     llm = agents.make_llm(config.llm, **config.llm_options)
     memory_client = None
-    if "memory" in app._running and (config.token or config.tls_cert) and not config.memory_addr:
-        # Our own memory port wants the token/TLS too: give the agents a client that has them.
-        from ventros import MemoryClient, TLSConfig
+    own_memory = "memory" in app._running and not config.memory_addr
+    tls: Any = False
+    token: str | None = None
+    if own_memory and (app.internal_key or config.tls_cert):
+        # Our own memory port wants a key/TLS too: give the agents a client that has them.
+        from ventros import TLSConfig
+
+        if config.tls_cert:
+            # With mutual TLS the server's certificate doubles as the client certificate.
+            mutual = bool(config.tls_client_ca)
+            tls = TLSConfig(
+                ca_file=config.tls_cert,
+                cert_file=config.tls_cert if mutual else None,
+                key_file=config.tls_key if mutual else None,
+            )
+        token = app.internal_key
+    elif not own_memory and (config.memory_token or config.memory_tls_ca):
+        from ventros import TLSConfig
+
+        tls = TLSConfig(ca_file=config.memory_tls_ca) if config.memory_tls_ca else False
+        token = config.memory_token
+    if token is not None or tls is not False:
+        from ventros import MemoryClient
 
         from .agents.service import MEMORY_RETRY
 
-        tls = TLSConfig(ca_file=config.tls_cert) if config.tls_cert else False
-        memory_client = MemoryClient(app.memory_address(), tls=tls, token=config.token, retry=MEMORY_RETRY)
+        memory_client = MemoryClient(app.memory_address(), tls=tls, token=token, retry=MEMORY_RETRY)
         app._on_close.append(memory_client.close)
     return agents.AgentService(memory_address=app.memory_address(), llm=llm, memory_client=memory_client)
 
@@ -488,6 +545,16 @@ def _bind(host: str, port: int, name: str) -> socket.socket:
         ) from exc
 
 
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_ip(host: str) -> bool:
     try:
         socket.inet_pton(socket.AF_INET, host)
@@ -517,6 +584,41 @@ def _track_connections(server: VentrosServer) -> weakref.WeakSet[Any]:
 
     server._protocol_factory = tracking_factory  # type: ignore[method-assign]
     return connections
+
+
+#: How long shutdown waits for clients to acknowledge the PING of ``_settle``.
+_SETTLE_TIMEOUT = 1.0
+
+
+async def _settle(connections: weakref.WeakSet[Any], timeout: float = _SETTLE_TIMEOUT) -> None:
+    """PING every open connection and wait (at most ``timeout``) for the acknowledgements.
+
+    grpclib clients fail every stream still open on a connection when a GOAWAY arrives, even one
+    whose complete answer arrived in the same read, so a call that finished during the drain
+    would be reported as UNAVAILABLE. A client acknowledges the PING only after it has processed
+    every frame sent before it, so once the ACK is back the GOAWAY can no longer overtake them.
+    """
+    loop = asyncio.get_running_loop()
+    acks: list[asyncio.Future[None]] = []
+    for protocol in list(connections):
+        connection = getattr(protocol, "connection", None)
+        if connection is None or connection.is_closing():
+            continue
+        ack: asyncio.Future[None] = loop.create_future()
+        original = connection.ping_ack_process
+
+        def on_ack(original: Callable[[], None] = original, ack: asyncio.Future[None] = ack) -> None:
+            if not ack.done():
+                ack.set_result(None)
+            original()
+
+        with contextlib.suppress(Exception):
+            connection.ping_ack_process = on_ack
+            connection._connection.ping(b"vdrain00")
+            connection.flush()
+            acks.append(ack)
+    if acks:
+        await asyncio.wait(acks, timeout=timeout)
 
 
 def _close_connections(connections: weakref.WeakSet[Any]) -> None:

@@ -191,7 +191,7 @@ async def test_bearer_token_is_required_except_for_health():
         async with AgentClient(address, retry=ONCE) as anonymous:
             with pytest.raises(UnauthenticatedError) as info:
                 await anonymous.list_agents()
-            assert info.value.code == "UNAUTHENTICATED"
+            assert info.value.code == "MISSING_CREDENTIALS"
             assert await _health(anonymous, "agent") == HealthCheckResponse.SERVING
         async with AgentClient(address, retry=ONCE, token="wrong") as wrong:
             with pytest.raises(UnauthenticatedError):
