@@ -5,8 +5,8 @@
     python -m benchmarks.memory_search --million        # adds 1M memories (~15 minutes more, ~4 GB)
     python -m benchmarks.memory_search --no-peer        # skip LanceDB
 
-For each size: a DuckDB file is filled with the JSONL importer (synthetic CRM memories,
-benchmarks/memory_corpus.py, 20 per contact), then a server process (`ventros_server.memory`
+For each size: a DuckDB file is filled with the JSONL importer (size - 400 synthetic CRM
+memories, benchmarks/memory_corpus.py, 20 per contact; the 400 StoreMemory calls complete it), then a server process (`ventros_server.memory`
 behind build_server) is started on 127.0.0.1 and this process calls it through
 ventros.MemoryClient, one call at a time: p50 / p99 of the client-observed latency per mode,
 then StoreMemory calls per second (sequential, and 8 in flight), and the server's RSS.
@@ -46,6 +46,7 @@ QUERIES = [
     "atraso na entrega", "delivery delay complaint", "coupon discount", "premium plan upgrade",
     "presente dezembro", "refund damaged product", "prefers whatsapp", "Black Friday campaign",
 ]  # fmt: skip
+STORES = 400
 MODES = [
     pb.SearchMode.HYBRID,
     pb.SearchMode.VECTOR_ONLY,
@@ -229,7 +230,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
             path = os.path.join(workdir, f"m{size}.duckdb")
-            contacts, rate = fill(path, size)
+            # The 400 StoreMemory calls bring the store to exactly `size`: crossing the
+            # exact/hnswlib switch (100k) would start the background hnswlib build mid-run.
+            contacts, rate = fill(path, size - STORES)
             r = serve_and_measure(path, contacts, args.calls)
             cells = "".join(f"{r[m.name][0]:>9.1f} /{r[m.name][1]:>7.1f} ms" for m in MODES)
             rows.append(
