@@ -2,11 +2,17 @@
 
     python benchmarks/soak.py --minutes 5 --concurrency 8
 
-Starts the reference server (both services, demo data, a fresh DuckDB file) as a subprocess on
-free ports of 127.0.0.1, then runs StoreMemory, SearchMemories (hybrid and keyword),
-ExecuteAgent and StreamAgentExecution in a fixed mix from ``--concurrency`` workers until the
-time is up (at most 10 minutes). It prints throughput and errors per operation and the server's
-resident memory at the end of the warm-up and at the end. Targets: 0 errors, growth < 10 %.
+Starts the reference server (both services, demo data, a fresh DuckDB file, an API key required
+on every call, as in production) as a subprocess on free ports of 127.0.0.1, then runs
+StoreMemory, SearchMemories (hybrid and keyword), ExecuteAgent and StreamAgentExecution in a
+fixed mix from ``--concurrency`` workers until the time is up (at most 10 minutes). It prints
+throughput and errors per operation, the server's resident memory (sampled every few seconds:
+after the warm-up, half-way, at the end, peak), whether the server stopped cleanly on SIGTERM
+(exit 0), and the last lines of the server's log when something failed.
+Targets: 0 errors, RSS growth after the warm-up < 10 %, clean exit.
+
+The store grows during the run (every StoreMemory adds a row, postings and a vector), so some
+growth is data, not a leak; the half-way-to-end growth tells a plateau from a steady climb.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ import asyncio
 import os
 import random
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,25 +43,45 @@ LISTENING = re.compile(r"(agent|memory) service listening on (\S+)")
 MAX_MINUTES = 10.0
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    command = [
-        sys.executable, "-m", "ventros_cli", "serve", "--demo", "--db", str(db),
-        "--agent-port", "0", "--memory-port", "0",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    addresses: dict[str, str] = {}
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while len(addresses) < 2 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"server exited with {proc.wait()}")
-        if match := LISTENING.search(line):
-            addresses[match.group(1)] = match.group(2)
-    if len(addresses) < 2:
-        proc.kill()
-        raise RuntimeError("server did not announce both services in 120 s")
-    return proc, addresses
+class Server:
+    """`ventros serve` as a subprocess whose output is read all along (an unread pipe fills up
+    and blocks the server on its next log line); the last lines are kept for the report."""
+
+    def __init__(self, db: Path, key: str) -> None:
+        command = [
+            sys.executable, "-m", "ventros_cli", "serve", "--demo", "--db", str(db),
+            "--agent-port", "0", "--memory-port", "0",
+        ]  # fmt: skip
+        env = {**os.environ, "VENTROS_API_KEYS": f"{key}:read,write,execute", "NO_COLOR": "1"}
+        env.pop("VENTROS_TOKEN", None)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self.tail: deque[str] = deque(maxlen=40)
+        self.addresses: dict[str, str] = {}
+        self._ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(120) or len(self.addresses) < 2:
+            self.proc.kill()
+            raise RuntimeError("server did not announce both services:\n" + "\n".join(self.tail))
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.tail.append(line.rstrip("\n"))
+            if match := LISTENING.search(line):
+                self.addresses[match.group(1)] = match.group(2)
+                if len(self.addresses) == 2:
+                    self._ready.set()
+        self._ready.set()  # exited: the caller sees the missing addresses
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
 
 
 def rss_mib(pid: int) -> float:
@@ -121,40 +149,76 @@ class Load:
                     self.first_errors.append(f"{name}: {exc!r}")
 
 
+async def sample_rss(pid: int, samples: list[tuple[float, float]], every: float = 5.0) -> None:
+    while True:
+        samples.append((time.monotonic(), rss_mib(pid)))
+        await asyncio.sleep(every)
+
+
 async def soak(minutes: float, concurrency: int, warmup: float) -> int:
+    key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, addresses = start_server(Path(tmp) / "soak.duckdb")
+        server = Server(Path(tmp) / "soak.duckdb", key)
+        samples: list[tuple[float, float]] = []
+        sampler = asyncio.create_task(sample_rss(server.proc.pid, samples))
+        exit_code: int | None = None
         try:
             async with (
-                ventros.AgentClient(addresses["agent"]) as agents,
-                ventros.MemoryClient(addresses["memory"]) as memory,
+                ventros.AgentClient(server.addresses["agent"], token=key) as agents,
+                ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
             ):
                 load = Load(agents, memory, seed=7)
                 await asyncio.gather(*(load.worker(time.monotonic() + warmup) for _ in range(concurrency)))
-                rss_start = rss_mib(proc.pid)
                 load.done.clear()
+                load.errors.clear()
                 started = time.monotonic()
+                rss_start = rss_mib(server.proc.pid)
                 until = started + minutes * 60
                 await asyncio.gather(*(load.worker(until) for _ in range(concurrency)))
                 elapsed = time.monotonic() - started
-                rss_end = rss_mib(proc.pid)
+                rss_end = rss_mib(server.proc.pid)
         finally:
-            proc.terminate()
-            proc.wait(30)
-    return report(load, elapsed, rss_start, rss_end, concurrency)
+            sampler.cancel()
+            exit_code = server.stop()
+    during = [rss for t, rss in samples if started <= t]
+    rss_mid = next((rss for t, rss in samples if t >= started + elapsed / 2), rss_end)
+    stats = RssStats(rss_start, rss_mid, rss_end, max([rss_end, *during]))
+    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail))
 
 
-def report(load: Load, elapsed: float, rss_start: float, rss_end: float, concurrency: int) -> int:
+class RssStats:
+    def __init__(self, start: float, mid: float, end: float, peak: float) -> None:
+        self.start, self.mid, self.end, self.peak = start, mid, end, peak
+
+    @property
+    def growth(self) -> float:
+        return (self.end - self.start) / self.start * 100
+
+    @property
+    def second_half(self) -> float:
+        return (self.end - self.mid) / self.mid * 100
+
+
+def report(
+    load: Load, elapsed: float, rss: RssStats, concurrency: int, exit_code: int, tail: list[str]
+) -> int:
     print(f"\nsoak: {elapsed:.0f} s, {concurrency} workers, server on 127.0.0.1 (2-core machine)\n")
     print(f"{'operation':<10} {'calls':>8} {'calls/s':>9} {'errors':>7}")
     for name in sorted(set(load.done) | set(load.errors)):
         print(f"{name:<10} {load.done[name]:>8} {load.done[name] / elapsed:>9.1f} {load.errors[name]:>7}")
-    growth = (rss_end - rss_start) / rss_start * 100
-    print(f"\nserver RSS after warm-up {rss_start:.1f} MiB, at end {rss_end:.1f} MiB, growth {growth:+.1f} %")
+    total = sum(load.done.values())
+    print(f"{'all':<10} {total:>8} {total / elapsed:>9.1f} {sum(load.errors.values()):>7}")
+    print(
+        f"\nserver RSS after warm-up {rss.start:.1f} MiB, half-way {rss.mid:.1f} MiB, at end {rss.end:.1f} MiB, "
+        f"peak {rss.peak:.1f} MiB; growth {rss.growth:+.1f} % (second half {rss.second_half:+.1f} %)"
+    )
+    print(f"server exit code after SIGTERM: {exit_code}")
     for line in load.first_errors:
         print("  first errors:", line)
-    ok = sum(load.errors.values()) == 0 and growth < 10
-    print("\nresult:", "PASS (0 errors, growth < 10 %)" if ok else "FAIL")
+    ok = sum(load.errors.values()) == 0 and rss.growth < 10 and exit_code == 0
+    print("\nresult:", "PASS (0 errors, growth < 10 %, clean exit)" if ok else "FAIL")
+    if not ok:
+        print("last server log lines:\n  " + "\n  ".join(tail))
     print(f"reproduce: python benchmarks/soak.py --minutes {elapsed / 60:.1f} --concurrency {concurrency}")
     return 0 if ok else 1
 
