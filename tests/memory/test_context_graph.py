@@ -159,3 +159,13 @@ async def test_related_over_grpc(client: ventros.MemoryClient, store: DuckDBStor
         path = result.path
         assert path and JOAO in (path[0].from_id, path[0].to_id)
         assert result.entity.id in (path[-1].from_id, path[-1].to_id)
+
+
+def test_ids_with_quotes_are_literal_safe(store: DuckDBStore) -> None:
+    """Imported ids are not validated like RPC ids; SQL literals must survive any of them."""
+    odd = "o'brien'); DROP TABLE edges; --"
+    store.add_entities([Entity(odd, "person", {"name": "O'Brien"})])
+    store.add_edges([EdgeRecord("a", odd, "knows", 1.0)])
+    got = store.related_entities("a", entity_type=None, target_types=frozenset(), max_depth=2, limit=5)
+    assert got is not None and [r.entity.id for r in got] == [odd]
+    assert store.counts()["edges"] == 1

@@ -16,6 +16,8 @@ See docs/memory.md for the design and the measurements behind it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ..demo_data import load_demo
@@ -39,6 +41,7 @@ def open_store(
     embedder: str | Embedder = "offline",
     reembed: bool = False,
     weights: FusionWeights | None = None,
+    clock: Callable[[], datetime] | None = None,
     **embedder_options: Any,
 ) -> DuckDBStore:
     """Open (creating or migrating) the DuckDB memory store at ``path`` (":memory:" allowed).
@@ -46,10 +49,14 @@ def open_store(
     ``embedder`` is "offline" (default), "openai" or "minilm", or an Embedder instance; the
     remaining keyword arguments configure it (e.g. base_url=, api_key=, model= for "openai").
     Raises SchemaTooNewError / EmbedderMismatchError (both StoreError) with a message naming
-    the fix; ``reembed=True`` re-embeds every memory when the embedder changed.
+    the fix; ``reembed=True`` re-embeds every memory when the embedder changed. ``weights``
+    sets the HYBRID fusion weights; ``clock`` the "now" of churn risk and of new memories
+    (e.g. the demo data's as_of).
     """
     instance = embedder if not isinstance(embedder, str) else make_embedder(embedder, **embedder_options)
     extra: dict[str, Any] = {"weights": weights} if weights is not None else {}
+    if clock is not None:
+        extra["clock"] = clock
     return DuckDBStore(path, instance, reembed=reembed, **extra)
 
 

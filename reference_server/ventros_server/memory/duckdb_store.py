@@ -234,8 +234,10 @@ class DuckDBStore:
             if self._closed:
                 return
             self._closed = True
-            self.vectors.wait_for_hnsw()
-            self.vectors.save()
+            # A graph still being built is not waited for (minutes at a million vectors): it
+            # is derived state, rebuilt on the next open.
+            if not self.vectors.building:
+                self.vectors.save()
             self._con.execute("CHECKPOINT")
             self._con.close()
 
@@ -586,8 +588,7 @@ class DuckDBStore:
         sql = "SELECT seq, doc_len FROM memories WHERE contact_id = ?"
         params: list[Any] = [contact_id]
         if memory_types:
-            sql += " AND list_contains(?, memory_type)"
-            params.append(sorted(memory_types))
+            sql += f" AND memory_type IN ({_strs(sorted(memory_types))})"
         rows = self._con.execute(sql, params).fetchall()
         seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return seqs, {int(seq): int(length) for seq, length in rows}
@@ -670,10 +671,10 @@ class DuckDBStore:
         return scores
 
     def _fetch_edges(self, node_ids: list[str]) -> list[EdgeRecord]:
+        ids = _strs(node_ids)
         rows = self._con.execute(
-            """SELECT from_id, to_id, relationship, weight, created_at FROM edges
-               WHERE list_contains($ids, from_id) OR list_contains($ids, to_id) LIMIT $cap""",
-            {"ids": node_ids, "cap": EDGE_FETCH_LIMIT},
+            f"""SELECT from_id, to_id, relationship, weight, created_at FROM edges
+                WHERE from_id IN ({ids}) OR to_id IN ({ids}) LIMIT {EDGE_FETCH_LIMIT}"""
         ).fetchall()
         return [EdgeRecord(f, t, r, float(w), _utc(c)) for f, t, r, w, c in rows]
 
@@ -762,8 +763,7 @@ class DuckDBStore:
         sql = "SELECT seq FROM memories WHERE contact_id = ?"
         params: list[Any] = [contact_id]
         if entity_types:
-            sql += " AND list_contains(?, memory_type)"
-            params.append(sorted(entity_types))
+            sql += f" AND memory_type IN ({_strs(sorted(entity_types))})"
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
         params.append(limit)
         seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
@@ -800,11 +800,11 @@ class DuckDBStore:
         (contacts without a profile), then "unknown" for ids that appear only in edges."""
         found: dict[str, Entity] = {}
         for eid, etype, props in self._con.execute(
-            "SELECT id, type, properties FROM entities WHERE list_contains(?, id)", [ids]
+            f"SELECT id, type, properties FROM entities WHERE id IN ({_strs(ids)})"
         ).fetchall():
             found[eid] = Entity(eid, etype, json.loads(props) if props else {})
         for cid, name, tier, email in self._con.execute(
-            "SELECT id, name, tier, email FROM contacts WHERE list_contains(?, id)", [ids]
+            f"SELECT id, name, tier, email FROM contacts WHERE id IN ({_strs(ids)})"
         ).fetchall():
             if cid not in found:
                 props = {k: v for k, v in (("name", name), ("tier", tier), ("email", email)) if v}
@@ -812,10 +812,9 @@ class DuckDBStore:
         missing = [i for i in ids if i not in found]
         if missing:
             for (cid,) in self._con.execute(
-                """SELECT DISTINCT contact_id FROM (
+                f"""SELECT DISTINCT contact_id FROM (
                        SELECT contact_id FROM memories UNION ALL SELECT contact_id FROM messages
-                       UNION ALL SELECT contact_id FROM purchases) WHERE list_contains(?, contact_id)""",
-                [missing],
+                       UNION ALL SELECT contact_id FROM purchases) WHERE contact_id IN ({_strs(missing)})"""
             ).fetchall():
                 found[cid] = Entity(cid, "contact", {})
         return [found.get(i, Entity(i, "unknown", {})) for i in ids]
@@ -967,6 +966,13 @@ class _Transaction:
 def _hex_rows(vectors: np.ndarray) -> list[str]:
     """Each float32 row as hex text: DuckDB ingests a numpy column of str far faster than of bytes."""
     return [row.tobytes().hex() for row in np.ascontiguousarray(vectors, dtype=np.float32)]
+
+
+def _strs(values: Iterable[str]) -> str:
+    """A SQL list of string literals, quotes doubled (standard SQL escaping; DuckDB has no
+    backslash escapes in plain literals). Lists of ids go in as literals rather than a list
+    parameter: the IN list is pushed into the scan, and no Python object is converted."""
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) or "NULL"
 
 
 def _ints(values: Iterable[Any]) -> str:

@@ -198,6 +198,10 @@ class VectorIndex:
                 self._hnsw_add(behind, self._matrix[behind])
             log.info("hnsw index ready: %d vectors (caught up %d)", self.count, len(behind))
 
+    @property
+    def building(self) -> bool:
+        return self._builder is not None and self._builder.is_alive()
+
     def wait_for_hnsw(self, timeout: float | None = None) -> bool:
         builder = self._builder
         if builder is not None:
