@@ -130,12 +130,20 @@ async def measure(port: int, contacts: list[str], calls: int) -> dict[str, Any]:
     return out
 
 
+def _read_port(stream: Any) -> int:
+    """The first line that is a number (anything the server logs before it is skipped)."""
+    for line in stream:
+        if line.strip().isdigit():
+            return int(line)
+    raise RuntimeError("the memory server exited before listening")
+
+
 def serve_and_measure(path: str, contacts: list[str], calls: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", SERVER, path], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        port = int(proc.stdout.readline())
+        port = _read_port(proc.stdout)
         result = asyncio.run(measure(port, contacts, calls))
         result["rss"] = rss_mb(proc.pid)
         return result

