@@ -49,7 +49,7 @@ from grpclib.health.check import ServiceStatus
 from ventros import ConfigurationError, ErrorDetails, StatusError, _settings
 
 from .auth import READ, WRITE, ApiKey, ApiKeys, digest
-from .server import VentrosServer, build_server
+from .server import VentrosServer, build_server, listen_socket
 
 log = logging.getLogger("ventros.serve")
 
@@ -538,7 +538,9 @@ def _bind(host: str, port: int, name: str) -> socket.socket:
             info = socket.getaddrinfo(bind_host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             family = info[0][0]
             bind_host = str(info[0][4][0])
-        return socket.create_server((bind_host, port), family=family, backlog=128, reuse_port=False)
+        if family == socket.AF_INET6 and not bind_host:
+            bind_host = "::"
+        return listen_socket(bind_host or "0.0.0.0", port, backlog=128)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot listen on {_join(host, port)} for the {name} service: {exc}"

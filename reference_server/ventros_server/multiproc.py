@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .server import listen_socket
+
 log = logging.getLogger("ventros.multiproc")
 
 ServicesFactory = Callable[[], list[Any]]
@@ -62,18 +64,14 @@ def run(main: Coroutine[Any, Any, Any], *, use_uvloop: bool | None = None) -> An
 
 def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
     """A TCP socket bound to host:port with SO_REUSEPORT (listening unless ``listen=False``)."""
+    if listen:
+        return listen_socket(host, port, reuse_port=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the
-    # listening socket says proto == IPPROTO_TCP (socket.socket(...) and create_server say 0),
-    # and without it Nagle + delayed ACKs add ~40 ms to a unary call.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
-        if listen:
-            sock.listen(512)
-        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
