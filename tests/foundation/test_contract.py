@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,9 @@ AGENTS_PROTO = "proto/ventros/agents/go_to_python.proto"
 
 
 def buf(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BUF, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    # buf finds protoc-gen-python_betterproto2 on PATH: put this interpreter's bin folder first.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([BUF, *args], cwd=cwd, capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_buf_lint_passes():

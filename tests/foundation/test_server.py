@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -211,3 +212,15 @@ async def test_concurrent_streams_per_connection_are_capped_and_clients_queue():
         )
     assert [r.total_count for r in replies] == [1] * 12
     assert gauge.peak == 3
+
+
+def test_listen_socket_is_tcp_so_asyncio_disables_nagle():
+    # asyncio sets TCP_NODELAY on accepted connections only for IPPROTO_TCP listeners; without
+    # it every unary call waited ~45 ms for a delayed ACK (measured, see docs/benchmarks.md).
+    from ventros_server.server import listen_socket
+
+    sock = listen_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
