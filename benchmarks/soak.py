@@ -183,7 +183,10 @@ async def soak(minutes: float, concurrency: int, warmup: float) -> int:
     during = [rss for t, rss in samples if started <= t]
     rss_mid = next((rss for t, rss in samples if t >= started + elapsed / 2), rss_end)
     stats = RssStats(rss_start, rss_mid, rss_end, max([rss_end, *during]))
-    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail))
+    t0 = samples[0][0] if samples else started
+    curve = [f"{t - t0:.0f}s:{rss:.0f}" for i, (t, rss) in enumerate(samples) if i % 6 == 0]
+    print("server RSS (MiB) every 30 s from start, warm-up included:", " ".join(curve))
+    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup)
 
 
 class RssStats:
@@ -200,7 +203,13 @@ class RssStats:
 
 
 def report(
-    load: Load, elapsed: float, rss: RssStats, concurrency: int, exit_code: int, tail: list[str]
+    load: Load,
+    elapsed: float,
+    rss: RssStats,
+    concurrency: int,
+    exit_code: int,
+    tail: list[str],
+    warmup: float,
 ) -> int:
     print(f"\nsoak: {elapsed:.0f} s, {concurrency} workers, server on 127.0.0.1 (2-core machine)\n")
     print(f"{'operation':<10} {'calls':>8} {'calls/s':>9} {'errors':>7}")
@@ -219,7 +228,10 @@ def report(
     print("\nresult:", "PASS (0 errors, growth < 10 %, clean exit)" if ok else "FAIL")
     if not ok:
         print("last server log lines:\n  " + "\n  ".join(tail))
-    print(f"reproduce: python benchmarks/soak.py --minutes {elapsed / 60:.1f} --concurrency {concurrency}")
+    print(
+        f"reproduce: python benchmarks/soak.py --minutes {elapsed / 60:.1f} --concurrency {concurrency} "
+        f"--warmup {warmup:g}"
+    )
     return 0 if ok else 1
 
 

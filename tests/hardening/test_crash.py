@@ -23,7 +23,7 @@ ONCE = RetryPolicy(attempts=1)
 ROUNDS = 3
 WRITERS = 4
 #: Acknowledged writes per round before the kill; the writers keep going until it lands.
-ACKS_PER_ROUND = 20
+ACKS_PER_ROUND = 15
 CONTACTS = [
     "0a000000-0000-4000-8000-000000000001",
     "0a000000-0000-4000-8000-000000000002",

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ventros import AgentClient, ConfigurationError, RetryPolicy
+from ventros import AgentClient, ConfigurationError, MemoryClient, RetryPolicy, StatusError
 from ventros_server.app import ServeConfig, VentrosApp
 
 from .conftest import ServeProcess, run_cli, serve_env
@@ -74,23 +74,72 @@ def test_read_only_key_cannot_store_through_the_cli(keyed_server: ServeProcess) 
     assert error["code"] == "INSUFFICIENT_SCOPE"
     assert error["metadata"]["required_scope"] == "write"
     assert READ_ONLY not in denied.stderr
-    assert _cli(keyed_server, READ_ONLY, *SEARCH).returncode == 0
-    assert _cli(keyed_server, READ_ONLY, *RUN).returncode == 7
-
-
-def test_full_file_and_token_keys_work_through_the_cli(keyed_server: ServeProcess) -> None:
     stored = _cli(keyed_server, FULL, "--json", *STORE)
     assert stored.returncode == 0, stored.stderr
-    assert _cli(keyed_server, FILED, *STORE).returncode == 0  # from --api-keys-file, write only
-    assert _cli(keyed_server, FILED, *SEARCH).returncode == 7
-    assert _cli(keyed_server, TOKEN, *SEARCH).returncode == 0  # --token / $VENTROS_TOKEN: every scope
     missing = _cli(keyed_server, None, "--json", *SEARCH)
     assert missing.returncode == 16
     assert json.loads(missing.stderr)["error"]["code"] == "MISSING_CREDENTIALS"
-    wrong = _cli(keyed_server, "not-a-key", "--json", *SEARCH)
-    assert wrong.returncode == 16
-    assert json.loads(wrong.stderr)["error"]["code"] == "INVALID_CREDENTIALS"
-    assert _cli(keyed_server, None, "health").returncode == 0  # health stays open
+
+
+async def _outcome(served: ServeProcess, key: str | None, call: str) -> str:
+    """ "ok" or the ErrorDetails code of one call made with ``key``."""
+    async with (
+        MemoryClient(served.addresses["memory"], retry=ONCE, token=key) as memory,
+        AgentClient(served.addresses["agent"], retry=ONCE, token=key) as agents,
+    ):
+        try:
+            if call == "store":
+                await memory.store_memory(
+                    contact_id=CONTACT, content="Asked about gift wrapping", memory_type="fact"
+                )
+            elif call == "search":
+                await memory.search_memories(contact_id=CONTACT, query="gift wrapping", timeout=10)
+            else:
+                await agents.execute_agent(
+                    agent_type="CustomerServiceAgent", contact_id=CONTACT, channel_id=CHANNEL, message="Oi!"
+                )
+        except StatusError as exc:
+            return exc.code
+    return "ok"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (READ_ONLY, {"store": "INSUFFICIENT_SCOPE", "search": "ok", "execute": "INSUFFICIENT_SCOPE"}),
+        (FULL, {"store": "ok", "search": "ok", "execute": "ok"}),
+        (
+            FILED,
+            {"store": "ok", "search": "INSUFFICIENT_SCOPE", "execute": "INSUFFICIENT_SCOPE"},
+        ),  # keys file
+        (TOKEN, {"store": "ok", "search": "ok", "execute": "ok"}),  # --token / $VENTROS_TOKEN: every scope
+        (
+            "not-a-key",
+            {
+                "store": "INVALID_CREDENTIALS",
+                "search": "INVALID_CREDENTIALS",
+                "execute": "INVALID_CREDENTIALS",
+            },
+        ),
+        (
+            None,
+            {
+                "store": "MISSING_CREDENTIALS",
+                "search": "MISSING_CREDENTIALS",
+                "execute": "MISSING_CREDENTIALS",
+            },
+        ),
+    ],
+    ids=["read-only", "full", "file", "token", "wrong", "none"],
+)
+async def test_env_file_and_token_keys_on_a_real_server(
+    keyed_server: ServeProcess, key: str | None, expected: dict[str, str]
+) -> None:
+    assert {call: await _outcome(keyed_server, key, call) for call in expected} == expected
+
+
+def test_health_needs_no_key(keyed_server: ServeProcess) -> None:
+    assert _cli(keyed_server, None, "health").returncode == 0
 
 
 async def test_agents_reach_their_own_keyed_memory_port(keyed_server: ServeProcess) -> None:
@@ -166,3 +215,36 @@ def test_bad_keys_are_configuration_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unknown scope 'reed'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_agent_only_server_presents_memory_token_to_a_keyed_memory_service() -> None:
+    """The compose topology: agents (--only agent) reach a separate memory service that wants a key."""
+    from .servicers import CountingMemory
+
+    memory = CountingMemory()
+    memory_app = VentrosApp(
+        ServeConfig(only="memory", memory_port=0, api_keys="agents-key-0123:read,write"),
+        services={"memory": lambda a: memory},
+    )
+    await memory_app.start()
+    try:
+        address = memory_app.addresses["memory"]
+        for token, reachable in (("agents-key-0123", True), (None, False)):
+            config = ServeConfig(only="agent", agent_port=0, memory_addr=address, memory_token=token)
+            agent_app = VentrosApp(config)
+            await agent_app.start()
+            try:
+                before = memory.calls["GetContactContext"]
+                async with AgentClient(agent_app.addresses["agent"], retry=ONCE) as agents:
+                    reply = await agents.execute_agent(
+                        agent_type="CustomerServiceAgent",
+                        contact_id=CONTACT,
+                        channel_id=CHANNEL,
+                        message="Oi!",
+                    )
+                assert (memory.calls["GetContactContext"] > before) is reachable
+                assert (reply.metadata.get("memory") != "unavailable") is reachable, reply.metadata
+            finally:
+                await agent_app.stop(grace=0)
+    finally:
+        await memory_app.stop(grace=0)
