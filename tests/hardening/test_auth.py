@@ -308,3 +308,33 @@ async def test_unlisted_methods_need_an_all_scopes_key() -> None:
         assert info.value.metadata["required_scope"] == "*"
         await _call(served, "root", "ListAvailableAgents")
         assert served.agents.calls["ListAvailableAgents"] == 1
+
+
+async def test_random_authorization_values_are_refused_cleanly(served: Served) -> None:
+    """Random and near-miss header values: always UNAUTHENTICATED with a documented code, never
+    another status, and the handler never runs."""
+    import random
+    import string
+
+    rng = random.Random(1234)
+    alphabet = string.ascii_letters + string.digits + string.punctuation + " "
+    values = ["Bearer reade", "Bearer readerr", "Bearer READER", "Bearer reader reader"]
+    values += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(40)]
+    values += [
+        "Bearer " + "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(40)
+    ]
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+    from ventros.memory import SearchMemoriesRequest
+
+    request = SearchMemoriesRequest(contact_id=CONTACT, query="x")
+    async with MemoryClient(served.address, retry=ONCE) as memory:
+        for value in values:
+            if value.strip() == "":
+                continue
+            with pytest.raises(GRPCError) as info:
+                await memory._stub.search_memories(request, timeout=5, metadata={"authorization": value})
+            assert info.value.status == Status.UNAUTHENTICATED, value
+            codes = {d.code for d in info.value.details or ()}
+            assert codes in ({"INVALID_CREDENTIALS"}, {"MISSING_CREDENTIALS"}), (value, codes)
+    assert served.calls() == 0
