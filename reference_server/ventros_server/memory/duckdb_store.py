@@ -25,7 +25,7 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -432,7 +432,7 @@ class DuckDBStore:
             )
 
     @contextlib.contextmanager
-    def _rows(self, name: str, columns: dict[str, Sequence[Any]]) -> Iterator[tuple[str, list[Any]]]:
+    def _rows(self, name: str, columns: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
         """A batch of rows as a SQL relation called ``name``: yields (SQL source, parameters).
 
         A few rows (one StoreMemory) become a VALUES list in the statement itself; DuckDB
