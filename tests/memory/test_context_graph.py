@@ -169,3 +169,17 @@ def test_ids_with_quotes_are_literal_safe(store: DuckDBStore) -> None:
     got = store.related_entities("a", entity_type=None, target_types=frozenset(), max_depth=2, limit=5)
     assert got is not None and [r.entity.id for r in got] == [odd]
     assert store.counts()["edges"] == 1
+
+
+def test_other_contacts_in_the_graph_carry_no_personal_data(store: DuckDBStore) -> None:
+    store.add_contacts(
+        [Contact(JOAO, "João Silva", email="joao@example.com"), Contact(OTHER, "Bea", email="b@x.com")]
+    )
+    store.add_edges([EdgeRecord(JOAO, "p-1", "purchased", 1.0), EdgeRecord(OTHER, "p-1", "purchased", 1.0)])
+    ctx = store.contact_context(JOAO, history_limit=5, entity_types=frozenset(), include_graph=True)
+    assert ctx is not None and ctx.graph is not None
+    props = {n.id: n.properties for n in ctx.graph.nodes}
+    assert props[JOAO]["name"] == "João Silva" and props[OTHER] == {}
+    related = store.related_entities("p-1", entity_type=None, target_types=frozenset(), max_depth=1, limit=5)
+    assert related is not None and all(r.entity.properties == {} for r in related)
+    assert {r.entity.id for r in related} == {JOAO, OTHER}

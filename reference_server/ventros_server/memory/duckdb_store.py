@@ -789,15 +789,19 @@ class DuckDBStore:
             max_nodes=CONTEXT_GRAPH_MAX_NODES,
             max_edges=CONTEXT_GRAPH_MAX_EDGES,
         )
-        nodes = self._nodes(node_ids)
+        nodes = self._nodes(node_ids, reveal=contact_id)
         if entity_types:
             nodes = [n for n in nodes if n.id == contact_id or n.type in entity_types]
         kept = {n.id for n in nodes}
         return Graph(nodes, [e for e in edges if e.from_id in kept and e.to_id in kept])
 
-    def _nodes(self, ids: list[str]) -> list[Entity]:
+    def _nodes(self, ids: list[str], *, reveal: str | None = None) -> list[Entity]:
         """Entities, then contacts (type "contact"), then ids known only from memories/messages
-        (contacts without a profile), then "unknown" for ids that appear only in edges."""
+        (contacts without a profile), then "unknown" for ids that appear only in edges.
+
+        Privacy: only the contact ``reveal`` (the one a context is about) gets its name, tier and
+        e-mail as properties; any other contact is an id with type "contact" and nothing else,
+        so an agent serving one customer never receives another customer's personal data."""
         found: dict[str, Entity] = {}
         for eid, etype, props in self._con.execute(
             f"SELECT id, type, properties FROM entities WHERE id IN ({_strs(ids)})"
@@ -808,7 +812,7 @@ class DuckDBStore:
         ).fetchall():
             if cid not in found:
                 props = {k: v for k, v in (("name", name), ("tier", tier), ("email", email)) if v}
-                found[cid] = Entity(cid, "contact", props)
+                found[cid] = Entity(cid, "contact", props if cid == reveal else {})
         missing = [i for i in ids if i not in found]
         if missing:
             for (cid,) in self._con.execute(
@@ -886,7 +890,7 @@ class DuckDBStore:
         """The node with this id, if the store knows it (as an entity, a contact or an edge end)."""
         candidates = [node_id] if node_id == node_id.lower() else [node_id, node_id.lower()]
         for candidate in candidates:
-            node = self._nodes([candidate])[0]
+            node = self._nodes([candidate], reveal=candidate)[0]
             if node.type != "unknown":
                 return node
             if self._scalar(
