@@ -226,11 +226,8 @@ def test_wrong_message_cap_is_reported(tmp_path, cap, check):
 #: Defects the suite finds in the reference server today (reported; remove each once fixed).
 #: - UUID validation accepts a trailing newline (re.match with "$" instead of fullmatch): fixed in
 #:   the agents, still in memory (search-contact_id-trailing-newline).
-KNOWN_REFERENCE_DEFECTS = {
-    "test_execute_invalid_field[contact_id-trailing-newline-ExecuteAgent]",
-    "test_execute_invalid_field[contact_id-trailing-newline-StreamAgentExecution]",
-    "test_invalid_field_is_invalid_argument[search-contact_id-trailing-newline]",
-}
+#: Checks the reference servers are known to fail (none today; list test ids here with a reason).
+KNOWN_REFERENCE_DEFECTS: set[str] = set()
 
 
 @contextlib.contextmanager

@@ -10,14 +10,10 @@ is reported. The agent_type lookup (NOT_FOUND) happens after, in the service.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ventros import InvalidArgumentError
-
-#: Canonical 8-4-4-4-12 hexadecimal form, any version, any case. Use with ``fullmatch``.
-UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+from ..validation import INVALID, MISSING, OUT_OF_RANGE, UUID_RE, field_error, is_uuid, utf8_len
 
 KNOWN_TOOLS = ("get_contact_context", "search_memories", "store_memory")
 
@@ -61,19 +57,8 @@ class AgentRequest:
     options: ResolvedOptions = field(default_factory=ResolvedOptions)
 
 
-MISSING, INVALID, OUT_OF_RANGE = "MISSING_FIELD", "INVALID_FIELD", "OUT_OF_RANGE"
-
-
-def _invalid(
-    code: str, field_name: str, message: str, suggestion: str, **metadata: str
-) -> InvalidArgumentError:
-    error = InvalidArgumentError.of(code, message, suggestions=[suggestion], field=field_name, **metadata)
-    assert isinstance(error, InvalidArgumentError)
-    return error
-
-
-def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8"))
+_invalid = field_error
+_utf8_len = utf8_len
 
 
 def require_uuid(value: str, field_name: str, *, required: bool = True) -> None:
@@ -84,7 +69,7 @@ def require_uuid(value: str, field_name: str, *, required: bool = True) -> None:
                 MISSING, field_name, f"{field_name} is required", f"Set {field_name} to a UUID, {example}."
             )
         return
-    if not UUID_RE.fullmatch(value):
+    if not is_uuid(value):
         raise _invalid(
             INVALID,
             field_name,

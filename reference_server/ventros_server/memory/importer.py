@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..validation import is_uuid
 from .store import (
     Contact,
     EdgeRecord,
@@ -34,7 +35,7 @@ from .store import (
     Purchase,
     RelatedRef,
 )
-from .validation import ENTITY_ID_RE, SNAKE_RE, UUID_RE
+from .validation import ENTITY_ID_RE, SNAKE_RE
 
 BATCH = 20_000
 
@@ -56,7 +57,7 @@ def _str(record: dict[str, Any], key: str, *, required: bool = True) -> str:
 
 def _uuid(record: dict[str, Any], key: str, *, required: bool = True) -> str:
     value = _str(record, key, required=required)
-    if value and not UUID_RE.match(value):
+    if value and not is_uuid(value):
         raise BadRecord(f"{key!r} is not a UUID: {value[:64]!r}")
     return value.lower()
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 
 from ventros import InvalidArgumentError
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from ..validation import INVALID, MISSING, OUT_OF_RANGE, field_error, is_uuid, utf8_len
+
 SNAKE_RE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 ENTITY_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
@@ -20,26 +21,19 @@ INCLUDE_FIELDS = ("content", "embedding", "metadata", "related")
 DEFAULT_INCLUDE = frozenset({"content", "metadata", "related"})
 
 
-def _bytes(value: str) -> int:
-    return len(value.encode("utf-8"))
+_bytes = utf8_len
 
 
 def missing(field: str, what: str, suggestion: str) -> InvalidArgumentError:
-    return InvalidArgumentError.of(  # type: ignore[return-value]
-        "MISSING_FIELD", f"{field} is required: {what}", suggestions=[suggestion], field=field
-    )
+    return field_error(MISSING, field, f"{field} is required: {what}", suggestion)
 
 
 def invalid(field: str, message: str, suggestion: str) -> InvalidArgumentError:
-    return InvalidArgumentError.of(  # type: ignore[return-value]
-        "INVALID_FIELD", f"{field}: {message}", suggestions=[suggestion], field=field
-    )
+    return field_error(INVALID, field, f"{field}: {message}", suggestion)
 
 
 def out_of_range(field: str, message: str, suggestion: str) -> InvalidArgumentError:
-    return InvalidArgumentError.of(  # type: ignore[return-value]
-        "OUT_OF_RANGE", f"{field}: {message}", suggestions=[suggestion], field=field
-    )
+    return field_error(OUT_OF_RANGE, field, f"{field}: {message}", suggestion)
 
 
 def uuid_field(field: str, value: str) -> str:
@@ -47,7 +41,7 @@ def uuid_field(field: str, value: str) -> str:
         raise missing(
             field, "a UUID", f"Set {field} to the contact's UUID, e.g. 550e8400-e29b-41d4-a716-446655440000."
         )
-    if not UUID_RE.match(value):
+    if not is_uuid(value):
         raise invalid(
             field,
             f"{value[:64]!r} is not a UUID (8-4-4-4-12 hexadecimal digits)",
