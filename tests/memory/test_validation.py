@@ -8,7 +8,7 @@ import pytest
 import ventros
 from ventros import memory as pb
 
-from .conftest import JOAO
+from .conftest import JOAO, OTHER
 
 CID = JOAO
 LONG = "x" * 4097
@@ -222,3 +222,12 @@ async def test_uuid_any_case_is_accepted(client: ventros.MemoryClient) -> None:
     assert stored.success
     found = await client.search_memories(contact_id=CID, query="blue", mode=pb.SearchMode.KEYWORD_ONLY)
     assert [m.id for m in found.memories] == [stored.memory_id]
+
+
+@pytest.mark.parametrize("content", ["😀" * 4096, "🙂", "—…—"])
+async def test_content_without_indexable_words_is_stored(client, content):
+    # Found by the conformance suite: no keyword terms used to insert a NULL posting (INTERNAL).
+    stored = await client.store_memory(contact_id=OTHER, content=content, memory_type="fact")
+    assert stored.success
+    context = await client.get_contact_context(contact_id=OTHER)
+    assert content in [m.content for m in context.recent_memories]

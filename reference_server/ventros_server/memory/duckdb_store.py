@@ -442,12 +442,16 @@ class DuckDBStore:
         """
         names = list(columns)
         count = len(columns[names[0]])
+        if count == 0:  # an empty relation with the right columns (e.g. content with no terms)
+            nulls = ", ".join(["NULL"] * len(names))
+            yield f"(SELECT * FROM (VALUES ({nulls})) AS t({', '.join(names)}) WHERE false) AS {name}", []
+            return
         if count <= _VALUES_MAX_ROWS:
             row = "(" + ", ".join(["?"] * len(names)) + ")"
             params = [_python(v) for values in zip(*columns.values(), strict=True) for v in values]
-            source = f"(VALUES {', '.join([row] * max(count, 1))}) AS {name}({', '.join(names)})"
+            source = f"(VALUES {', '.join([row] * count)}) AS {name}({', '.join(names)})"
             with _without_pandas_probe():
-                yield source, (params if count else [None] * len(names))
+                yield source, params
             return
         with self._registered(name, {k: _column(v) for k, v in columns.items()}):
             yield name, []
