@@ -70,11 +70,6 @@ async def test_a_contact_never_sees_another_contacts_memories(
             assert {m.id for m in context.recent_memories}, "the contact's own memories are returned"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: GetContactContext's graph reaches other contacts two hops away (through a shared "
-    "product) and returns their name/e-mail as node properties; decision pending with the memory owner",
-)
 async def test_context_graph_does_not_carry_other_contacts_personal_data(
     memory: ventros.MemoryClient,
 ) -> None:
