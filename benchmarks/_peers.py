@@ -19,9 +19,7 @@ The same logic (``catalogue()``, ``keyword_search()``, ``stream_script()``) feed
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import random
-import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -206,31 +204,12 @@ def betterproto_services() -> list[Any]:
 
 # -- the grpcio peer -----------------------------------------------------------------------
 
-_PROTOS = {
-    "memory": "ventros/memory/python_to_go.proto",
-    "agents": "ventros/agents/go_to_python.proto",
-}
-
 
 def grpcio_modules(out: Path) -> dict[str, ModuleType]:
     """protobuf-runtime modules of the contract, compiled by grpcio-tools into ``out``."""
-    import grpc_tools
-    from grpc_tools import protoc
+    from tests.foundation.grpcio_peer import generate  # the one place that compiles them
 
-    include = Path(grpc_tools.__file__).parent / "_proto"
-    args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={out}", *_PROTOS.values()]
-    if protoc.main(args) != 0:
-        raise RuntimeError("grpcio-tools failed to compile the contract")
-    modules = {}
-    for key, proto in _PROTOS.items():
-        name = f"bench_grpcio_{key}_pb2"
-        spec = importlib.util.spec_from_file_location(name, out / proto.replace(".proto", "_pb2.py"))
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        modules[key] = module
-    return modules
+    return generate(out)
 
 
 def grpcio_handlers(pb: dict[str, ModuleType], codec: str = "upb") -> list[Any]:
