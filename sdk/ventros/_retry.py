@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._exceptions import DeadlineExceededError, StatusError, UnavailableError
+from ._exceptions import DeadlineExceededError, UnavailableError
 
 T = TypeVar("T")
 
@@ -34,5 +34,3 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
-
-__all__ = ["NO_RETRY", "RETRYABLE", "RetryPolicy", "StatusError"]
