@@ -281,13 +281,3 @@ def listen_socket(host: str, port: int, *, reuse_port: bool = False, backlog: in
         sock.close()
         raise
     return sock
-
-
-async def serve_forever(server: VentrosServer, host: str, port: int) -> None:
-    await server.start(host, port)
-    try:
-        await server.wait_closed()
-    except asyncio.CancelledError:
-        server.close()
-        await server.wait_closed()
-        raise

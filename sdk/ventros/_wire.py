@@ -16,7 +16,6 @@ by tests against grpcio peers, so a grpclib upgrade that moves these names fails
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from collections.abc import Sequence
@@ -185,12 +184,6 @@ async def send_message(
     if len(data) > limit:
         raise _too_large(len(data), limit)
     await stream.send_data(_PREFIX.pack(False, len(data)) + data, end_stream=end)
-
-
-def gzip_frame(data: bytes) -> bytes:
-    """One compressed gRPC frame (used by tests and tools that speak raw HTTP/2)."""
-    body = gzip.compress(data)
-    return _PREFIX.pack(True, len(body)) + body
 
 
 _installed = False

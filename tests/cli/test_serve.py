@@ -118,21 +118,15 @@ def test_agent_only_server_lists_the_reference_agents(agent_only):
     }
 
 
+RUN_AGENT = (
+    "agents", "run", "CustomerServiceAgent", "--contact", CONTACT, "--channel", CHANNEL,
+    "--message", "Oi, quero saber sobre o produto X",
+)  # fmt: skip
+
+
 def test_agent_only_server_streams_a_run_without_memory(agent_only):
     env = cli_env(PYTHON_ADK_GRPC=agent_only.addresses["agent"])
-    result = run_cli(
-        "agents",
-        "run",
-        "CustomerServiceAgent",
-        "--contact",
-        CONTACT,
-        "--channel",
-        CHANNEL,
-        "--message",
-        "Oi, quero saber sobre o produto X",
-        "--stream",
-        env=env,
-    )
+    result = run_cli(*RUN_AGENT, "--stream", env=env)
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("[THINKING] ")
@@ -141,19 +135,7 @@ def test_agent_only_server_streams_a_run_without_memory(agent_only):
     assert len(done) == 1
     answer = lines[done[0] - 1]
     assert answer and not answer.startswith("[")  # the streamed answer, on its own line
-    executed = run_cli(
-        "--json",
-        "agents",
-        "run",
-        "CustomerServiceAgent",
-        "--contact",
-        CONTACT,
-        "--channel",
-        CHANNEL,
-        "--message",
-        "Oi, quero saber sobre o produto X",
-        env=env,
-    ).json()
+    executed = run_cli("--json", *RUN_AGENT, env=env).json()
     assert executed["metadata"]["memory"] == "unavailable"
     assert executed["intent"]
 

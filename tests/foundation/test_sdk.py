@@ -67,7 +67,7 @@ async def test_store_memory_retries_only_on_opt_in():
     assert service.calls == 4
 
 
-class DeadlineReporter(MemoryServiceBase, AgentServiceBase):  # type: ignore[misc]
+class DeadlineReporter(MemoryServiceBase):
     """Reports the deadline the server saw, so tests can check what the SDK sent."""
 
     async def search_memories(self, message):  # type: ignore[no-untyped-def]
