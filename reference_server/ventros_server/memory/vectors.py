@@ -12,6 +12,10 @@ DuckDB holds the vectors durably; this index is *derived state* rebuilt from it:
   vectors (until it is ready the exact path answers, so results never depend on it being
   there), saved beside the database on close, and on the next open loaded and caught up with
   every seq above the one it was saved at. A crash (kill -9) just means a longer catch-up.
+* Building and catching up add vectors in chunks with the lock released, so writes and
+  searches are never stalled by them (at 1M vectors a build takes minutes; holding the lock
+  for it once made StoreMemory miss its 10 s deadline). Only a resize of the live graph
+  (a copy, once per doubling) still holds the lock.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import hnswlib
@@ -34,6 +39,10 @@ DEFAULT_EXACT_MAX = 100_000
 _GATHER_RATIO = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
+#: Vectors added to a graph under construction per step (the lock is held only to copy them).
+_BUILD_CHUNK = 20_000
+#: At most this many vectors are added with the lock held, when a new graph goes live.
+_INSTALL_TAIL = 2_048
 
 
 class VectorIndex:
@@ -170,33 +179,52 @@ class VectorIndex:
     def _maybe_build_hnsw(self) -> None:
         if self._hnsw is not None or self.count <= self.exact_max:
             return
+        self._start_builder(self.build_hnsw)
+
+    def _start_builder(self, work: Callable[[], None]) -> None:
         with self._lock:
             if self._builder is not None and self._builder.is_alive():
                 return
-            self._builder = threading.Thread(target=self.build_hnsw, name="hnsw-build", daemon=True)
+            self._builder = threading.Thread(target=work, name="hnsw-build", daemon=True)
             self._builder.start()
 
     def build_hnsw(self) -> None:
-        """Build the graph over a snapshot, then catch up with what was added meanwhile."""
+        """Build a graph over every vector, then install it (see _finish)."""
         with self._lock:
-            seqs = np.flatnonzero(self._present)
-            vectors = self._matrix[seqs].copy()
+            capacity = len(self._present)
         index = hnswlib.Index(space="ip", dim=self.dim)
-        index.init_index(
-            max_elements=max(len(self._present), 1024), ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_M
-        )
-        if len(seqs):
-            index.add_items(vectors, seqs, num_threads=max(1, (os.cpu_count() or 2) - 1))
-        self._install(index, int(seqs.max()) if len(seqs) else -1)
+        index.init_index(max_elements=max(capacity, 1024), ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_M)
+        self._finish(index, -1)
 
-    def _install(self, index: hnswlib.Index, max_seq: int) -> None:
-        with self._lock:
-            self._hnsw, self._hnsw_max_seq = index, max_seq
-            behind = np.flatnonzero(self._present)
-            behind = behind[behind > max_seq]
-            if len(behind):
-                self._hnsw_add(behind, self._matrix[behind])
-            log.info("hnsw index ready: %d vectors (caught up %d)", self.count, len(behind))
+    def _finish(self, index: hnswlib.Index, done_max: int) -> None:
+        """Add to ``index`` every vector with a seq above ``done_max``, then make it the live graph.
+
+        The bulk is added in chunks *without* holding the lock: at a million vectors a build
+        takes minutes, and writes (StoreMemory) and searches must go on meanwhile. Each chunk's
+        rows are copied out under the lock (a bounded hold); writers keep appending, so the
+        loop chases them until what is left is at most _INSTALL_TAIL vectors, which are added
+        under the lock together with the install, so no write can fall between the two.
+        """
+        while True:
+            with self._lock:
+                pending = np.flatnonzero(self._present[done_max + 1 :]) + (done_max + 1)
+                if len(pending) <= _INSTALL_TAIL:
+                    self._install(index, done_max, pending)
+                    return
+                chunk = pending[:_BUILD_CHUNK]
+                vectors = self._matrix[chunk]  # fancy indexing: a copy, safe after the lock
+            needed = int(chunk.max()) + 1
+            if needed > index.get_max_elements():  # not shared yet: resizing needs no lock
+                index.resize_index(max(needed, 2 * index.get_max_elements()))
+            index.add_items(vectors, chunk, num_threads=max(1, (os.cpu_count() or 2) - 1))
+            done_max = int(chunk.max())
+
+    def _install(self, index: hnswlib.Index, done_max: int, tail: np.ndarray) -> None:
+        """Under the lock: add the last few vectors and make ``index`` the live graph."""
+        self._hnsw, self._hnsw_max_seq = index, done_max
+        if len(tail):
+            self._hnsw_add(tail, self._matrix[tail])
+        log.info("hnsw index ready: %d vectors (the last %d added at install)", self.count, len(tail))
 
     @property
     def building(self) -> bool:
@@ -234,7 +262,11 @@ class VectorIndex:
         except (RuntimeError, OSError) as exc:
             log.warning("hnsw sidecar %s unreadable (%s); rebuilding", self._sidecar, exc)
             return False
-        self._install(index, int(meta["max_seq"]))
+        saved_max = int(meta["max_seq"])
+        if int(self._present[saved_max + 1 :].sum()) <= _INSTALL_TAIL:
+            self._finish(index, saved_max)
+        else:  # after a crash the catch-up can be long: the exact path answers meanwhile
+            self._start_builder(lambda: self._finish(index, saved_max))
         return True
 
     def save(self) -> None:
