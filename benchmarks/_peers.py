@@ -1,7 +1,16 @@
-"""What the benchmarks serve: one set of handlers, two stacks.
+"""What the benchmarks serve: the same handlers on two stacks.
 
-The reference AgentService / MemoryService had not landed in git when these benchmarks were
-written, so the handlers here have the same shape:
+Two sets of handlers (``python -m benchmarks.serving --handlers real|same-shape``):
+
+**real** (the default): the reference services themselves, ``ventros_server.agents.AgentService``
+(ListAvailableAgents) and ``ventros_server.memory.MemoryService`` over a ``:memory:`` DuckDB store
+loaded with the demo data set (SearchMemories, KEYWORD_ONLY). Our grpclib server runs them as
+they are (``real_services``); grpc.aio runs the very same objects through ``grpcio_real_handlers``,
+which decodes the upb request, re-parses its bytes into the betterproto2 request, awaits our
+handler method and turns the betterproto2 response back into a upb message.
+
+**same-shape**: written when the reference services had not landed yet, kept because it isolates
+the transport from the handlers' own cost (no DuckDB, no thread hop):
 
 * ListAvailableAgents: a fixed catalogue of 5 AgentInfo (one per category), built per call;
 * SearchMemories (KEYWORD_ONLY): a keyword search over 200 in-memory memories of one contact
@@ -27,6 +36,10 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+HANDLERS = ("real", "same-shape")
+#: Real handlers: the demo contact with the most English memories, and a query matching 6 of them.
+REAL_CONTACT_ID = "d6ab2bca-5565-4628-84fe-5d4638b3b2b1"
+REAL_QUERY = "Fone Bluetooth delivery damaged purchased"
 CONTACT_ID = "6f1c0c1e-3a51-4b5e-9c64-1d2b7a9e0f11"
 QUERY = "late delivery refund"
 AGENT_SERVICE = "ventros.agents.AgentService"
@@ -200,6 +213,150 @@ def betterproto_services() -> list[Any]:
             )
 
     return [Agents(), Memories()]
+
+
+# -- the real reference services -----------------------------------------------------------
+
+
+def real_agent_service() -> Any:
+    """The reference AgentService (offline LLM). ListAvailableAgents never calls memory, so the
+    memory address only has to be well-formed."""
+    from ventros_server.agents import AgentService, make_llm
+
+    return AgentService(memory_address="127.0.0.1:9", llm=make_llm("offline"))
+
+
+def real_memory_service() -> Any:
+    """The reference MemoryService over an in-memory DuckDB store holding the demo data set."""
+    from ventros_server.memory import MemoryService, load_demo, open_store
+
+    store = open_store(":memory:")
+    load_demo(store)
+    return MemoryService(store)
+
+
+def real_services() -> list[Any]:
+    return [real_agent_service(), real_memory_service()]
+
+
+def real_agent_services() -> list[Any]:
+    """What worker processes serve: the DuckDB store is single-process (see multiproc)."""
+    return [real_agent_service()]
+
+
+def grpcio_real_handlers(pb: dict[str, ModuleType], services: list[Any]) -> list[Any]:
+    """grpc.aio generic handlers running our real servicer objects behind upb messages.
+
+    Per call: upb parses the request (grpcio's deserializer), its bytes become the betterproto2
+    request (``_fastcodec.decode``, our fastest decoder), our handler runs, and its response
+    becomes a upb message (``_fastcodec.encode`` + ``FromString``) that grpcio serializes. The
+    two extra conversions are the adapter's price, measured apart by ``adapter_cost_us``.
+    """
+    import grpc
+    from ventros import _fastcodec
+    from ventros.agents import ListAgentsRequest
+    from ventros.memory import SearchMemoriesRequest
+
+    def adapt(method: Any, bp_request: type, pb_response: Any) -> Any:
+        async def call(request: Any, context: Any) -> Any:
+            message = _fastcodec.decode(bp_request, request.SerializeToString())
+            response = await method(message)
+            return pb_response.FromString(_fastcodec.encode(response))
+
+        return call
+
+    def serialize(message: Any) -> bytes:
+        return message.SerializeToString()  # type: ignore[no-any-return]
+
+    handlers = []
+    pa, pm = pb["agents"], pb["memory"]
+    for service in services:
+        if hasattr(service, "list_available_agents"):
+            call = adapt(service.list_available_agents, ListAgentsRequest, pa.ListAgentsResponse)
+            method = grpc.unary_unary_rpc_method_handler(
+                call, request_deserializer=pa.ListAgentsRequest.FromString, response_serializer=serialize
+            )
+            handlers.append(
+                grpc.method_handlers_generic_handler(AGENT_SERVICE, {"ListAvailableAgents": method})
+            )
+        if hasattr(service, "search_memories"):
+            call = adapt(service.search_memories, SearchMemoriesRequest, pm.SearchMemoriesResponse)
+            method = grpc.unary_unary_rpc_method_handler(
+                call, request_deserializer=pm.SearchMemoriesRequest.FromString, response_serializer=serialize
+            )
+            handlers.append(grpc.method_handlers_generic_handler(MEMORY_SERVICE, {"SearchMemories": method}))
+    return handlers
+
+
+def grpcio_real_betterproto_handlers(services: list[Any]) -> list[Any]:
+    """grpc.aio running our real servicers with our codec (``_fastcodec``) and no upb at all:
+    the transport alone differs from our server."""
+    import grpc
+    from ventros import _fastcodec
+    from ventros.agents import ListAgentsRequest
+    from ventros.memory import SearchMemoriesRequest
+
+    def parser(cls: type) -> Any:
+        return lambda data: _fastcodec.decode(cls, data)
+
+    def adapt(method: Any) -> Any:
+        async def call(request: Any, context: Any) -> Any:
+            return await method(request)
+
+        return call
+
+    handlers = []
+    for service in services:
+        if hasattr(service, "list_available_agents"):
+            method = grpc.unary_unary_rpc_method_handler(
+                adapt(service.list_available_agents),
+                request_deserializer=parser(ListAgentsRequest),
+                response_serializer=_fastcodec.encode,
+            )
+            handlers.append(
+                grpc.method_handlers_generic_handler(AGENT_SERVICE, {"ListAvailableAgents": method})
+            )
+        if hasattr(service, "search_memories"):
+            method = grpc.unary_unary_rpc_method_handler(
+                adapt(service.search_memories),
+                request_deserializer=parser(SearchMemoriesRequest),
+                response_serializer=_fastcodec.encode,
+            )
+            handlers.append(grpc.method_handlers_generic_handler(MEMORY_SERVICE, {"SearchMemories": method}))
+    return handlers
+
+
+def adapter_cost_us(
+    pb: dict[str, ModuleType], bodies: dict[str, bytes], repeat: int = 300
+) -> dict[str, float]:
+    """Microseconds per call that grpcio_real_handlers adds to a call of each real RPC: request
+    upb -> bytes -> betterproto2, response betterproto2 -> bytes -> upb (bodies: gRPC frames)."""
+    import asyncio
+    import timeit
+
+    from ventros import _fastcodec
+    from ventros.agents import ListAgentsRequest
+    from ventros.memory import SearchMemoriesRequest
+
+    agents, memory = real_services()
+    rpcs = {
+        "ListAvailableAgents": (agents.list_available_agents, ListAgentsRequest, pb["agents"].ListAgentsRequest, pb["agents"].ListAgentsResponse),
+        "SearchMemories": (memory.search_memories, SearchMemoriesRequest, pb["memory"].SearchMemoriesRequest, pb["memory"].SearchMemoriesResponse),
+    }  # fmt: skip
+    costs = {}
+    for name, (method, bp_request, pb_request, pb_response) in rpcs.items():
+        upb = pb_request.FromString(bodies[name][5:])
+        response = asyncio.run(method(_fastcodec.decode(bp_request, upb.SerializeToString())))
+
+        def convert(
+            upb: Any = upb, response: Any = response, bp: type = bp_request, out: Any = pb_response
+        ) -> None:
+            _fastcodec.decode(bp, upb.SerializeToString())
+            out.FromString(_fastcodec.encode(response))
+
+        costs[name] = min(timeit.repeat(convert, number=repeat, repeat=3)) / repeat * 1e6
+    memory.store.close()
+    return costs
 
 
 # -- the grpcio peer -----------------------------------------------------------------------

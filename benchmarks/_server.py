@@ -1,7 +1,8 @@
-"""One benchmark server process: ``python -m benchmarks._server KIND PORT STUBS_DIR READY_FILE``.
+"""One benchmark server process: ``python -m benchmarks._server KIND PORT STUBS_DIR READY_FILE HANDLERS``.
 
-KIND is one of the keys of ``KINDS``. The process writes "PID PID..." (the processes that do
-the serving, for CPU accounting) to READY_FILE once it listens, and serves until SIGTERM.
+KIND is one of the keys of ``KINDS``; HANDLERS is "real" or "same-shape" (benchmarks._peers).
+The process writes "PID PID..." (the processes that do the serving, for CPU accounting) to
+READY_FILE once it listens, and serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,51 +21,52 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import _peers
 
-# kind -> (stack, options)
+# kind -> (stack, options). Our variants run build_server as `ventros serve` does (fast codec,
+# coalesced writes); "x2" is two processes on one port (agent service only with real handlers:
+# the DuckDB memory store is single-process).
 KINDS: dict[str, dict[str, Any]] = {
-    # Our grpclib server, one step at a time.
     "ours": {"stack": "grpclib"},
     "ours+uvloop": {"stack": "grpclib", "uvloop": True},
-    "ours+uvloop+fastcodec": {"stack": "grpclib", "uvloop": True, "fast": True},
-    "ours+uvloop+fastcodec+coalesce": {"stack": "grpclib", "uvloop": True, "fast": True, "coalesce": True},
-    "ours+all x2": {"stack": "grpclib", "uvloop": True, "fast": True, "coalesce": True, "workers": 2},
-    # grpc.aio serving the same handlers: upb messages (its own stack), and betterproto2 ones.
+    "ours x2": {"stack": "grpclib", "workers": 2},
+    # grpc.aio: upb messages (its own stack), and our betterproto2 messages/codec (transport only).
     "grpcio": {"stack": "grpcio", "codec": "upb"},
-    "grpcio x2": {"stack": "grpcio", "codec": "upb", "workers": 2},
     "grpcio+betterproto2": {"stack": "grpcio", "codec": "betterproto2"},
+    "grpcio x2": {"stack": "grpcio", "codec": "upb", "workers": 2},
 }
-#: What ``python -m benchmarks.serving`` runs unless told otherwise (under ~5 minutes).
-DEFAULT_KINDS = [k for k in KINDS if k != "grpcio+betterproto2"]
+#: What ``python -m benchmarks.serving`` runs unless told otherwise.
+DEFAULT_KINDS = ["ours", "ours x2", "grpcio", "grpcio+betterproto2", "grpcio x2"]
+#: Environment variable telling a grpc.aio child of "grpcio x2" that it is one of several workers.
+_WORKERS_ENV = "VENTROS_BENCH_WORKERS"
 
 
-def use_codec(fast: bool) -> None:
-    """VentrosCodec encodes betterproto2 messages with ventros._fastcodec (the _wire hook);
-    ``fast=False`` puts betterproto2's own bytes()/parse back in this process, i.e. the codec
-    as it was before the hook."""
-    from ventros import _fastcodec, _wire
-
-    assert "_fastcodec" in _wire.VentrosCodec.encode.__code__.co_names, "the _wire hook is missing"
-    if not fast:
-        _fastcodec.encode = bytes  # type: ignore[assignment]
-        _fastcodec.decode = lambda cls, data: cls.parse(data)  # type: ignore[assignment]
+def serves(kind: str, rpc: str, handlers: str) -> bool:
+    """Whether ``kind`` serves ``rpc``: real multi-process variants serve the agent service only."""
+    multi = KINDS[kind].get("workers", 1) > 1
+    return not (handlers == "real" and multi and rpc != "ListAvailableAgents")
 
 
-def services_plain() -> list[Any]:
-    use_codec(fast=False)
-    return _peers.betterproto_services()
+def services_factory(handlers: str, workers: int) -> Callable[[], list[Any]]:
+    """A module-level (picklable) factory of the servicers our server runs."""
+    if handlers == "same-shape":
+        return _peers.betterproto_services
+    return _peers.real_agent_services if workers > 1 else _peers.real_services
 
 
-def services_fast() -> list[Any]:
-    use_codec(fast=True)
-    return _peers.betterproto_services()
+def _grpcio_handlers(handlers: str, codec: str, stubs: Path, workers: int) -> list[Any]:
+    pb = _peers.grpcio_modules(stubs) if codec == "upb" or handlers == "real" else {}
+    if handlers == "same-shape":
+        return _peers.grpcio_handlers(pb, codec)
+    services = services_factory(handlers, workers)()
+    if codec == "upb":
+        return _peers.grpcio_real_handlers(pb, services)
+    return _peers.grpcio_real_betterproto_handlers(services)
 
 
-async def _grpcio(port: int, stubs: Path, codec: str, ready: Path) -> None:
+async def _grpcio(port: int, stubs: Path, codec: str, handlers: str, workers: int, ready: Path) -> None:
     import grpc
 
-    pb = _peers.grpcio_modules(stubs) if codec == "upb" else {}
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    server.add_generic_rpc_handlers(_peers.grpcio_handlers(pb, codec))
+    server.add_generic_rpc_handlers(_grpcio_handlers(handlers, codec, stubs, workers))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     _announce(ready, [os.getpid()])
@@ -81,24 +84,24 @@ def _announce(ready: Path, pids: list[int]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    kind, port_text, stubs, ready_path = argv
+    kind, port_text, stubs, ready_path, handlers = argv
     port, ready = int(port_text), Path(ready_path)
     spec = KINDS[kind]
     workers = spec.get("workers", 1)
     if spec["stack"] == "grpcio" and workers > 1:
-        _grpcio_workers(workers, port, stubs, ready)
+        _grpcio_workers(workers, port, stubs, handlers, ready)
     elif spec["stack"] == "grpcio":
-        asyncio.run(_grpcio(port, Path(stubs), spec["codec"], ready))
+        siblings = int(os.environ.get(_WORKERS_ENV, "1"))
+        asyncio.run(_grpcio(port, Path(stubs), spec["codec"], handlers, siblings, ready))
     elif workers > 1:
         from ventros_server import multiproc
 
         group = multiproc.start_workers(
-            services_fast if spec.get("fast") else services_plain,
+            services_factory(handlers, workers),
             "127.0.0.1",
             port,
             workers,
             use_uvloop=spec.get("uvloop", False),
-            coalesce=spec.get("coalesce", False),
         )
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # after the workers started
         _announce(ready, group.pids)
@@ -108,23 +111,32 @@ def main(argv: list[str]) -> None:
         from ventros_server import multiproc
 
         serve = multiproc.serve_one(
-            services_fast if spec.get("fast") else services_plain,
+            services_factory(handlers, workers),
             "127.0.0.1",
             port,
             on_ready=lambda: _announce(ready, [os.getpid()]),
-            coalesce=spec.get("coalesce", False),
         )
         multiproc.run(serve, use_uvloop=spec.get("uvloop", False))
 
 
-def _grpcio_workers(workers: int, port: int, stubs: str, ready: Path) -> None:
+def _grpcio_workers(workers: int, port: int, stubs: str, handlers: str, ready: Path) -> None:
     """grpc.aio processes sharing the port (grpc.so_reuseport), like multiproc does for ours."""
     children = []
     try:
         for i in range(workers):
             child_ready = ready.with_name(f"{ready.name}.{i}")
-            cmd = [sys.executable, "-m", "benchmarks._server", "grpcio", str(port), stubs, str(child_ready)]
-            children.append((subprocess.Popen(cmd, cwd=_peers.ROOT), child_ready))
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks._server",
+                "grpcio",
+                str(port),
+                stubs,
+                str(child_ready),
+                handlers,
+            ]
+            env = {**os.environ, _WORKERS_ENV: str(workers)}
+            children.append((subprocess.Popen(cmd, cwd=_peers.ROOT, env=env), child_ready))
         deadline = time.monotonic() + 60
         while not all(r.exists() for _, r in children):
             if time.monotonic() > deadline or any(p.poll() is not None for p, _ in children):

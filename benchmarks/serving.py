@@ -1,7 +1,8 @@
 """Unary and server-streaming serving throughput: our grpclib server against grpc.aio.
 
-    python -m benchmarks.serving            # about 4 minutes on 2 cores
+    python -m benchmarks.serving            # real handlers, unary: about 3 minutes on 2 cores
     python -m benchmarks.serving --quick    # about 1 minute: 1 repeat, shorter runs
+    python -m benchmarks.serving --handlers same-shape   # + server streaming (benchmarks._peers)
 
 Every server variant (``benchmarks._server.KINDS``) runs in its own process(es), all at once
 on 127.0.0.1; the load generator is h2load (Debian package nghttp2-client) in its own
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import _peers  # noqa: E402
-from benchmarks._server import DEFAULT_KINDS, KINDS  # noqa: E402
+from benchmarks._server import DEFAULT_KINDS, KINDS, serves  # noqa: E402
 
 UNARY = {
     "ListAvailableAgents": "/ventros.agents.AgentService/ListAvailableAgents",
@@ -49,21 +50,29 @@ STREAM = {"StreamAgentExecution": "/ventros.agents.AgentService/StreamAgentExecu
 CONCURRENCY = (1, 16, 64)
 STREAM_CONCURRENCY = (1, 16)
 #: Streaming is measured on these variants only (when they run), to keep the run short.
-STREAM_KINDS = ("ours", "ours+uvloop+fastcodec+coalesce", "ours+all x2", "grpcio", "grpcio x2")
+STREAM_KINDS = ("ours", "ours x2", "grpcio", "grpcio x2")
 #: Concurrency N is spread over min(N, 8) HTTP/2 connections of N / connections streams each:
 #: a multi-process server only gets load on all workers from several connections.
 MAX_CONNECTIONS = 8
 BASELINE = "grpcio"
 
 
-def request_bodies() -> dict[str, bytes]:
+def search_target(handlers: str) -> tuple[str, str]:
+    """(contact_id, query) of the SearchMemories calls."""
+    if handlers == "real":
+        return _peers.REAL_CONTACT_ID, _peers.REAL_QUERY
+    return _peers.CONTACT_ID, _peers.QUERY
+
+
+def request_bodies(handlers: str) -> dict[str, bytes]:
     from ventros.agents import ListAgentsRequest, StreamAgentRequest
     from ventros.memory import SearchMemoriesRequest, SearchMode
 
+    contact_id, query = search_target(handlers)
     messages = {
         "ListAvailableAgents": ListAgentsRequest(),
         "SearchMemories": SearchMemoriesRequest(
-            contact_id=_peers.CONTACT_ID, query=_peers.QUERY, limit=10, mode=SearchMode.KEYWORD_ONLY
+            contact_id=contact_id, query=query, limit=10, mode=SearchMode.KEYWORD_ONLY
         ),
         "StreamAgentExecution": StreamAgentRequest(
             agent_type="CustomerServiceAgent",
@@ -103,14 +112,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_servers(kinds: list[str], stubs: Path, workdir: Path) -> dict[str, Running]:
+def start_servers(kinds: list[str], stubs: Path, workdir: Path, handlers: str) -> dict[str, Running]:
     running: dict[str, Running] = {}
     try:
         for kind in kinds:
             port = free_port()
             ready = workdir / f"ready-{len(running)}"
             proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks._server", kind, str(port), str(stubs), str(ready)],
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks._server",
+                    kind,
+                    str(port),
+                    str(stubs),
+                    str(ready),
+                    handlers,
+                ],
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
             )
@@ -141,43 +159,58 @@ def stop_servers(running: dict[str, Running]) -> None:
 # -- correctness check through a real client -----------------------------------------------
 
 
-async def _check_one(address: str) -> tuple[Any, Any, list[Any]]:
+async def _check_one(address: str, handlers: str, rpcs: list[str]) -> dict[str, Any]:
     from ventros import AgentClient, MemoryClient
     from ventros.memory import SearchMode
 
+    answers: dict[str, Any] = {}
+    contact_id, query = search_target(handlers)
     async with AgentClient(address) as agents, MemoryClient(address) as memory:
-        listed = await agents.list_agents(timeout=10)
-        found = await memory.search_memories(
-            contact_id=_peers.CONTACT_ID,
-            query=_peers.QUERY,
-            limit=10,
-            mode=SearchMode.KEYWORD_ONLY,
-            timeout=10,
-        )
-        found.search_latency_ms = 0.0
-        chunks = [
-            c
-            async for c in agents.stream_agent_execution(
-                agent_type="CustomerServiceAgent",
-                contact_id=_peers.CONTACT_ID,
-                message="where is my order it is late",
-                channel_id="1b4e28ba-2fa1-11d2-883f-0016d3cca427",
-                timeout=10,
+        if "ListAvailableAgents" in rpcs:
+            answers["ListAvailableAgents"] = await agents.list_agents(timeout=10)
+        if "SearchMemories" in rpcs:
+            found = await memory.search_memories(
+                contact_id=contact_id, query=query, limit=10, mode=SearchMode.KEYWORD_ONLY, timeout=10
             )
-        ]
-    return listed, found, chunks
+            found.search_latency_ms = 0.0
+            answers["SearchMemories"] = found
+        if "StreamAgentExecution" in rpcs:
+            answers["StreamAgentExecution"] = [
+                c
+                async for c in agents.stream_agent_execution(
+                    agent_type="CustomerServiceAgent",
+                    contact_id=contact_id,
+                    message="where is my order it is late",
+                    channel_id="1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                    timeout=10,
+                )
+            ]
+    return answers
 
 
-def check_servers(running: dict[str, Running]) -> None:
-    results = {kind: asyncio.run(_check_one(f"127.0.0.1:{r.port}")) for kind, r in running.items()}
-    reference = next(iter(results.values()))
-    listed, found, chunks = reference
-    assert listed.total_count == 5 and len(listed.agents) == 5, listed
-    assert len(found.memories) == 10 and found.total_count > 10, found
-    assert len(chunks) == _peers.STREAM_CHUNKS and chunks[-1].type.name == "FINAL", chunks[-1]
-    for kind, result in results.items():
-        if result != reference:
-            raise AssertionError(f"{kind} answers differently from {next(iter(results))}")
+def check_servers(running: dict[str, Running], handlers: str, rpcs: list[str]) -> None:
+    """Every variant answers every RPC it serves, and all answer alike."""
+    results = {
+        kind: asyncio.run(
+            _check_one(f"127.0.0.1:{r.port}", handlers, [x for x in rpcs if serves(kind, x, handlers)])
+        )
+        for kind, r in running.items()
+    }
+    minimum = {"ListAvailableAgents": 5, "SearchMemories": 5, "StreamAgentExecution": _peers.STREAM_CHUNKS}
+    for rpc in rpcs:
+        answers = {kind: result[rpc] for kind, result in results.items() if rpc in result}
+        first_kind, first = next(iter(answers.items()))
+        size = len(
+            first.agents
+            if rpc == "ListAvailableAgents"
+            else first.memories
+            if rpc == "SearchMemories"
+            else first
+        )
+        assert size >= minimum[rpc], (rpc, first)
+        for kind, answer in answers.items():
+            if answer != first:
+                raise AssertionError(f"{kind} answers {rpc} differently from {first_kind}")
 
 
 # -- load generation -----------------------------------------------------------------------
@@ -323,7 +356,15 @@ def main() -> None:
     parser.add_argument(
         "--servers", default=",".join(DEFAULT_KINDS), help="comma-separated: " + ", ".join(KINDS)
     )
-    parser.add_argument("--rpcs", default=",".join([*UNARY, *STREAM]))
+    parser.add_argument(
+        "--rpcs", default=None, help="default: the unary RPCs (real handlers), all (same-shape)"
+    )
+    parser.add_argument(
+        "--handlers",
+        choices=_peers.HANDLERS,
+        default="real",
+        help="real: the reference services (streaming not measured); same-shape: benchmarks._peers",
+    )
     parser.add_argument("--quick", action="store_true", help="1 repeat of 1.5 s runs")
     args = parser.parse_args()
     if args.quick:
@@ -335,7 +376,10 @@ def main() -> None:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         sys.exit(f"unknown server kinds {unknown}; choose from {list(KINDS)}")
-    rpcs = [r.strip() for r in args.rpcs.split(",")]
+    default_rpcs = [*UNARY] if args.handlers == "real" else [*UNARY, *STREAM]
+    rpcs = [r.strip() for r in args.rpcs.split(",")] if args.rpcs else default_rpcs
+    if args.handlers == "real" and set(rpcs) & set(STREAM):
+        sys.exit("streaming is measured with --handlers same-shape (the real agents need a memory service)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ventros-bench-") as tmp:
         work = Path(tmp)
@@ -343,13 +387,21 @@ def main() -> None:
         stubs.mkdir()
         _peers.grpcio_modules(stubs)
         bodies = {}
-        for name, body in request_bodies().items():
+        for name, body in request_bodies(args.handlers).items():
             bodies[name] = work / f"{name}.bin"
             bodies[name].write_bytes(body)
-        running = start_servers(kinds, stubs, work)
+        if args.handlers == "real":
+            costs = _peers.adapter_cost_us(_peers.grpcio_modules(stubs), request_bodies("real"))
+            print(
+                "grpcio adapter (upb <-> betterproto2) us/call: "
+                + ", ".join(f"{k} {v:.0f}" for k, v in costs.items())
+            )
+        running = start_servers(kinds, stubs, work, args.handlers)
         try:
-            check_servers(running)
-            print(f"cpus: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.2f}")
+            check_servers(running, args.handlers, rpcs)
+            print(
+                f"handlers: {args.handlers}; cpus: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.2f}"
+            )
             unary: dict[tuple[str, int, str], Cell] = {}
             stream: dict[tuple[str, int, str], Cell] = {}
             for _ in range(args.repeats):
@@ -361,7 +413,9 @@ def main() -> None:
                     )
                     for conc in concs:
                         for kind in kinds:
-                            if rpc in STREAM and kind not in STREAM_KINDS:
+                            if (rpc in STREAM and kind not in STREAM_KINDS) or not serves(
+                                kind, rpc, args.handlers
+                            ):
                                 continue
                             sample = measure(
                                 h2load,
