@@ -40,12 +40,36 @@ class CallContext:
         return None if self.deadline is None else self.deadline.time_remaining()
 
 
-_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar("ventros_call")
+class _Call:
+    """The RecvRequest of the call a task serves; its CallContext is built on first use only
+    (most handlers never ask, and building it costs a metadata copy and a peer lookup)."""
+
+    __slots__ = ("_context", "event")
+
+    def __init__(self, event: RecvRequest) -> None:
+        self.event = event
+        self._context: CallContext | None = None
+
+    def context(self) -> CallContext:
+        if self._context is None:
+            event = self.event
+            self._context = CallContext(
+                method_name=event.method_name,
+                metadata={k: v for k, v in event.metadata.items() if isinstance(v, str)},
+                deadline=event.deadline,
+                peer=_peer_address(event.peer),
+                user_agent=event.user_agent,
+            )
+        return self._context
+
+
+_current: contextvars.ContextVar[_Call] = contextvars.ContextVar("ventros_call")
 
 
 def current_call() -> CallContext:
     """The call being served by this task (a neutral context outside any call, e.g. in tests)."""
-    return _current.get(CallContext(method_name=""))
+    call = _current.get(None)
+    return CallContext(method_name="") if call is None else call.context()
 
 
 def _peer_address(peer: Any) -> str:
@@ -56,21 +80,16 @@ def _peer_address(peer: Any) -> str:
 def wrap_handler(event: RecvRequest) -> Callable[[Any], Awaitable[None]]:
     """The method function grpclib will run: context + deadline + error mapping around it."""
     func = event.method_func
-    ctx = CallContext(
-        method_name=event.method_name,
-        metadata={k: v for k, v in event.metadata.items() if isinstance(v, str)},
-        deadline=event.deadline,
-        peer=_peer_address(event.peer),
-        user_agent=event.user_agent,
-    )
+    method_name = event.method_name
+    deadline = event.deadline
 
     async def run(stream: Any) -> None:
-        token = _current.set(ctx)
+        token = _current.set(_Call(event))
         try:
-            remaining = ctx.time_remaining()
-            if remaining is None:
+            if deadline is None:
                 await func(stream)
             else:
+                remaining = deadline.time_remaining()
                 if remaining <= _DEADLINE_HEADROOM:
                     raise TimeoutError  # already late: do no work at all
                 async with asyncio.timeout(remaining - _DEADLINE_HEADROOM):
@@ -78,7 +97,7 @@ def wrap_handler(event: RecvRequest) -> Callable[[Any], Awaitable[None]]:
         except TimeoutError as exc:
             raise DeadlineExceededError.of(
                 "DEADLINE_EXCEEDED",
-                f"the caller's deadline passed before {ctx.method_name} could answer",
+                f"the caller's deadline passed before {method_name} could answer",
                 suggestions=["Retry with a longer deadline."],
             ).to_grpc() from exc
         except StatusError as exc:
@@ -86,10 +105,10 @@ def wrap_handler(event: RecvRequest) -> Callable[[Any], Awaitable[None]]:
         except (GRPCError, asyncio.CancelledError, StreamTerminatedError):
             raise
         except Exception as exc:
-            log.exception("unexpected error in %s", ctx.method_name)
+            log.exception("unexpected error in %s", method_name)
             raise InternalError.of(
                 "INTERNAL",
-                f"{ctx.method_name} failed unexpectedly ({type(exc).__name__})",
+                f"{method_name} failed unexpectedly ({type(exc).__name__})",
                 suggestions=["Retry later; if it persists, report it with the server log."],
             ).to_grpc() from exc
         finally:

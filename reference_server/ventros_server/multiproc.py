@@ -78,86 +78,6 @@ def reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.so
     return sock
 
 
-class _CoalescingTransport:
-    """Collects the writes of one event-loop iteration into one ``transport.write``.
-
-    grpclib writes every HTTP/2 frame as soon as it is built: a unary response is three
-    writes (HEADERS, DATA, trailing HEADERS), so three send() system calls on a loaded server.
-    Buffering them until the loop's next iteration sends them as one, and under concurrency
-    the frames of many streams share a send. Everything else is the real transport's.
-    """
-
-    __slots__ = ("_loop", "_pending", "_scheduled", "_transport")
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-        self._scheduled = False
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        self._pending.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _CoalescingProtocol(asyncio.Protocol):
-    """Wraps grpclib's H2Protocol to give it a _CoalescingTransport."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def connection_made(self, transport: Any) -> None:
-        self._inner.connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))
-
-    def data_received(self, data: bytes) -> None:
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()  # type: ignore[no-any-return]
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
-
-
-def coalesce_writes(server: Any) -> None:
-    """Make ``server`` (a VentrosServer, before ``start``) send each loop iteration's frames
-    per connection in one write. Idempotent."""
-    factory = server._protocol_factory
-    if getattr(factory, "_ventros_coalescing", False):
-        return
-
-    def coalescing_factory() -> asyncio.Protocol:
-        return _CoalescingProtocol(factory())
-
-    coalescing_factory._ventros_coalescing = True  # type: ignore[attr-defined]
-    server._protocol_factory = coalescing_factory
-
-
 async def serve_one(
     make_services: ServicesFactory,
     host: str,
@@ -168,12 +88,11 @@ async def serve_one(
     coalesce: bool = True,
 ) -> None:
     """One worker: build the services and a server, listen with SO_REUSEPORT, serve until
-    SIGTERM/SIGINT (or ``stop``), then close gracefully. ``coalesce``: see coalesce_writes."""
+    SIGTERM/SIGINT (or ``stop``), then close gracefully. ``coalesce``: build_server's
+    ``coalesce_writes``."""
     from .server import build_server
 
-    server, statuses = build_server(make_services())
-    if coalesce:
-        coalesce_writes(server)
+    server, statuses = build_server(make_services(), coalesce_writes=coalesce)
     sock = reuse_port_socket(host, port)
     await server.start(sock=sock)
     for status in statuses.values():

@@ -118,16 +118,39 @@ def _key(number: int, proto_type: str) -> bytes:
 Single = Callable[[Any], bytes]
 
 
+#: Strings up to this many characters have their encoded field cached, per field: servers send
+#: the same short strings over and over (agent types, capability names, memory types, metadata
+#: keys), and a dict hit is several times cheaper than encode + length + concatenation.
+_CACHED_STRING_CHARS = 64
+#: Entries per field before its cache is emptied, bounding the memory unique strings can take.
+_STRING_CACHE_ENTRIES = 1024
+
+
+def _string_encoder(key: bytes) -> Single:
+    cache: dict[str, bytes] = {}
+
+    def enc_str(value: Any) -> bytes:
+        exact = type(value) is str  # not a subclass (its __eq__/__hash__ could lie) nor a non-str
+        if exact:
+            field = cache.get(value)
+            if field is not None:
+                return field
+        data = value.encode("utf-8")
+        field = key + _varint(len(data)) + data
+        if exact and len(value) <= _CACHED_STRING_CHARS:
+            if len(cache) >= _STRING_CACHE_ENTRIES:
+                cache.clear()
+            cache[value] = field
+        return field
+
+    return enc_str
+
+
 def _single_encoder(number: int, proto_type: str, unwrap: Callable[[], type] | None) -> Single:
     """A function giving exactly betterproto2._serialize_single(number, proto_type, value, unwrap=...)."""
     key = _key(number, proto_type)
     if proto_type == TYPE_STRING:
-
-        def enc_str(value: Any) -> bytes:
-            data = value.encode("utf-8")
-            return key + _varint(len(data)) + data
-
-        return enc_str
+        return _string_encoder(key)
     if proto_type == TYPE_MESSAGE:
         if unwrap is None:
 

@@ -192,6 +192,40 @@ def test_agent_catalogue_matches_betterproto2(agents):
     _same_message(fc.decode(pb_agents.ListAgentsResponse, data), pb_agents.ListAgentsResponse.parse(data))
 
 
+def test_cached_strings_encode_like_betterproto2_every_time():
+    # Short strings come from a per-field cache after the first encode; long ones never do.
+    info = pb_agents.AgentInfo(type="SalesAgent", name="x" * 200, capabilities=["a", "é", "a"])
+    first, second = fc.encode(info), fc.encode(info)
+    assert first == second == bytes(info)
+    other = pb_agents.AgentInfo(type="SalesAgent", name="y", capabilities=["é"])
+    assert fc.encode(other) == bytes(other)
+
+
+def test_string_cache_stays_bounded():
+    for i in range(3 * fc._STRING_CACHE_ENTRIES):
+        info = pb_agents.AgentInfo(type=f"t{i}")
+        assert fc.encode(info) == bytes(info)
+    encoder = fc._string_encoder(b"\x0a")
+    for i in range(3 * fc._STRING_CACHE_ENTRIES):
+        encoder(f"s{i}")
+    cache = next(c.cell_contents for c in encoder.__closure__ if isinstance(c.cell_contents, dict))
+    assert 0 < len(cache) <= fc._STRING_CACHE_ENTRIES
+
+
+def test_str_subclass_is_encoded_by_value_not_looked_up():
+    class Loud(str):
+        # Claims to be "cached": a cache lookup would return the field of "cached".
+        def __eq__(self, other):
+            return other == "cached" or str.__eq__(self, other)
+
+        def __hash__(self):
+            return hash("cached")
+
+    fc.encode(pb_agents.AgentInfo(type="cached"))
+    info = pb_agents.AgentInfo(type=Loud("other"))
+    assert fc.encode(info) == bytes(pb_agents.AgentInfo(type="other"))
+
+
 @SETTINGS
 @given(st.binary(max_size=30))
 def test_unknown_fields_are_kept(tail):

@@ -6,8 +6,11 @@ import asyncio
 import socket
 
 import pytest
+from grpclib.protocol import H2Protocol
 from ventros import AgentClient
 from ventros_server import multiproc
+from ventros_server import server as server_module
+from ventros_server.server import build_server
 
 from tests.foundation.servicers import TinyAgents
 
@@ -52,7 +55,7 @@ async def test_serve_one_answers_unary_and_streaming_calls_with_coalesced_writes
 async def test_coalescing_transport_sends_one_write_per_loop_iteration():
     written: list[bytes] = []
 
-    class FakeTransport:
+    class RecordingTransport:
         closed = False
 
         def write(self, data: bytes) -> None:
@@ -67,7 +70,7 @@ async def test_coalescing_transport_sends_one_write_per_loop_iteration():
         def get_extra_info(self, name: str) -> str:
             return f"info:{name}"
 
-    transport = multiproc._CoalescingTransport(FakeTransport(), asyncio.get_running_loop())
+    transport = server_module._CoalescingTransport(RecordingTransport(), asyncio.get_running_loop())
     transport.write(b"HEADERS")
     transport.write(b"")
     transport.write(b"DATA")
@@ -82,16 +85,31 @@ async def test_coalescing_transport_sends_one_write_per_loop_iteration():
     assert transport.get_extra_info("peername") == "info:peername"
 
 
-def test_coalesce_writes_is_idempotent():
-    class Server:
-        def _protocol_factory(self):
-            return "protocol"
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_build_server_coalesces_writes_unless_told_not_to(coalesce):
+    """The protocol stays grpclib's own (app.py drains connections through it); only the
+    transport it writes to is wrapped, and only when coalescing."""
+    server, _ = build_server(make_services(), coalesce_writes=coalesce)
+    protocols = []
+    factory = server._protocol_factory
 
-    server = Server()
-    multiproc.coalesce_writes(server)
-    first = server._protocol_factory
-    multiproc.coalesce_writes(server)
-    assert server._protocol_factory is first
+    def recording_factory():
+        protocols.append(factory())
+        return protocols[-1]
+
+    server._protocol_factory = recording_factory
+    await server.start("127.0.0.1", 0)
+    try:
+        port = server._server.sockets[0].getsockname()[1]
+        async with AgentClient(f"127.0.0.1:{port}") as client:
+            assert (await client.list_agents(timeout=5)).agents[0].type == "EchoAgent"
+        (protocol,) = protocols
+        assert isinstance(protocol, H2Protocol)
+        wrapped = isinstance(protocol.connection._transport, server_module._CoalescingTransport)
+        assert wrapped is coalesce
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 @pytest.mark.timeout(90)
