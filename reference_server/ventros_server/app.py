@@ -98,6 +98,8 @@ class ServeConfig:
     rate_burst: int | None = None
     #: Seconds running calls get to finish once shutdown starts.
     grace: float = 10.0
+    #: Listen with SO_REUSEPORT, so that several processes share the ports (multiproc workers).
+    reuse_port: bool = False
 
     @property
     def services(self) -> tuple[ServiceName, ...]:
@@ -358,7 +360,7 @@ class VentrosApp:
         server, statuses = build_server([servicer], listeners=listeners)
         connections = _track_connections(server)
         port = self.config.agent_port if name == "agent" else self.config.memory_port
-        sock = _bind(self.config.host, port, name)
+        sock = _bind(self.config.host, port, name, reuse_port=self.config.reuse_port)
         self._running[name] = _Running(
             name, server, statuses, gate, self.config.host, sock.getsockname()[1], connections, servicer
         )
@@ -529,7 +531,7 @@ def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _bind(host: str, port: int, name: str) -> socket.socket:
+def _bind(host: str, port: int, name: str, *, reuse_port: bool = False) -> socket.socket:
     """One listening socket (so port 0 means one free port, even for a name with two addresses)."""
     bind_host = "" if host in _WILDCARD_HOSTS else host.strip("[]")
     family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
@@ -540,7 +542,7 @@ def _bind(host: str, port: int, name: str) -> socket.socket:
             bind_host = str(info[0][4][0])
         if family == socket.AF_INET6 and not bind_host:
             bind_host = "::"
-        return listen_socket(bind_host or "0.0.0.0", port, backlog=128)
+        return listen_socket(bind_host or "0.0.0.0", port, reuse_port=reuse_port, backlog=128)
     except OSError as exc:
         raise ConfigurationError(
             f"cannot listen on {_join(host, port)} for the {name} service: {exc}"

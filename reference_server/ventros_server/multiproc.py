@@ -237,3 +237,127 @@ def serve_workers(
         group.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+# -- `ventros serve --workers N`: the full agent service (auth, TLS, limits, drain) per worker --
+
+
+def _app_worker_main(config: Any, log_level: int, ready: Any) -> None:
+    """One agent-service worker: ventros_server.app.run on the shared port (SO_REUSEPORT)."""
+    # Own process group: a terminal's Ctrl-C reaches the parent only, which forwards one
+    # SIGTERM; a worker that also got SIGINT would count it as a second signal and skip the grace.
+    os.setpgrp()
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if log_level > logging.DEBUG:
+        for noisy in ("grpclib", "asyncio", "hpack", "h2"):
+            logging.getLogger(noisy).setLevel(max(log_level, logging.WARNING))
+    logging.getLogger("hpack").setLevel(max(log_level, logging.INFO))  # it logs header values (keys)
+    from .app import run as run_app
+
+    run(run_app(config, announce=log.debug, ready=lambda app: ready.release()), use_uvloop=False)
+
+
+def _wait_ready(
+    processes: list[Any], readies: list[Any], timeout: float, stopping: Callable[[], bool]
+) -> None:
+    deadline = time.monotonic() + timeout
+    for p, ready in zip(processes, readies, strict=True):
+        while not ready.acquire(timeout=0.1):
+            if stopping():
+                return
+            if not p.is_alive():
+                raise RuntimeError(
+                    f"{p.name} exited during start-up (exit code {p.exitcode}); see its log above"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{p.name} did not start listening within {timeout}s")
+
+
+def serve_app_workers(
+    config: Any,
+    workers: int,
+    *,
+    announce: Callable[[str], None],
+    log_level: int = logging.INFO,
+    ready_timeout: float = 60.0,
+) -> None:
+    """The agent service of ``config`` (a ServeConfig with ``only="agent"``) in ``workers``
+    processes sharing its port, until SIGINT/SIGTERM (what ``ventros serve --workers N`` runs).
+
+    Each worker is a whole ``ventros_server.app`` agent server, so API keys, TLS, the rate limit
+    (per worker) and the graceful drain behave as with one process. A first signal is forwarded
+    to every worker as SIGTERM (each drains for ``config.grace``), a second one ends the grace.
+    Raises ConfigurationError for a bad config (before any worker starts) and RuntimeError when
+    a worker fails to start or dies.
+    """
+    import dataclasses
+
+    from ventros import _settings
+
+    if config.only != "agent":
+        raise ValueError("worker processes serve the agent service only (only='agent')")
+    config.validate()
+    reservation = reuse_port_socket(config.host.strip("[]") or "0.0.0.0", config.agent_port, listen=False)
+    port = reservation.getsockname()[1]
+    worker_config = dataclasses.replace(config, agent_port=port, reuse_port=True)
+    ctx = multiprocessing.get_context("spawn")
+    processes: list[Any] = []
+    signals = 0
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal signals
+        signals += 1
+        for p in processes:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    failure: str | None = None
+    try:
+        readies = []
+        for i in range(workers):
+            ready = ctx.Semaphore(0)
+            target_args = (worker_config, log_level, ready)
+            p = ctx.Process(target=_app_worker_main, args=target_args, name=f"ventros-agent-worker-{i}")
+            p.start()
+            processes.append(p)
+            readies.append(ready)
+        _wait_ready(processes, readies, ready_timeout, stopping=lambda: signals > 0)
+        if not signals:
+            host = config.host
+            address = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+            announce(f"agent service listening on {address}")
+            announce(
+                f"agent service uses the memory service at {_settings.memory_address(config.memory_addr)}"
+            )
+            log.info(
+                "agent service: %d worker processes (pids %s)",
+                workers,
+                " ".join(str(p.pid) for p in processes),
+            )
+        while not signals and all(p.is_alive() for p in processes):
+            time.sleep(0.2)
+        if not signals:
+            failure = "an agent worker exited unexpectedly; the others were stopped"
+    except RuntimeError as exc:
+        failure = str(exc)
+    finally:
+        if processes:
+            announce("shutting down: health is NOT_SERVING, no new calls accepted")
+        if not signals:
+            on_signal(signal.SIGTERM, None)
+        for p in processes:
+            p.join(config.grace + 15)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        reservation.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    announce("stopped")
+    if failure is not None:
+        raise RuntimeError(failure)
