@@ -34,6 +34,8 @@ import duckdb
 import numpy as np
 
 from . import churn, graph, ranking, schema, text
+from .contact_index import ContactIndex, ContactView, NewRows
+from .edge_index import EdgeIndex
 from .embedders import Embedder
 from .store import (
     Contact,
@@ -155,6 +157,7 @@ class DuckDBStore:
         try:
             schema.migrate(self._con, where=path)
             self._check_embedder(reembed)
+            self._ensure_seq_index()
             sidecar = None if path == ":memory:" else Path(f"{path}.hnsw")
             self.vectors = VectorIndex(
                 embedder.dim, embedder_name=embedder.name, sidecar=sidecar, exact_max=exact_max
@@ -162,6 +165,10 @@ class DuckDBStore:
             self._next_seq = self._scalar("SELECT coalesce(max(seq) + 1, 0) FROM memories")
             self.corpus = CorpusStats()
             self.corpus.load(self._con)
+            self.contacts = ContactIndex()
+            self.contacts.load(self._con)
+            self.edges = EdgeIndex()
+            self.edges.load(self._con)
             self._load_vectors()
         except Exception:
             self._con.close()
@@ -172,6 +179,14 @@ class DuckDBStore:
     def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = self._con.execute(sql, params if isinstance(params, dict) else list(params)).fetchone()
         return row[0] if row else None
+
+    def _ensure_seq_index(self) -> None:
+        """An ART index on memories.seq: a search fetches its ~10 result rows by seq, and
+        without it DuckDB reads (and decompresses) the content of every row it scans: 17.7 ms at
+        300k memories, 0.9 ms with the index (docs/memory.md). Built once (~0.05 s at 300k);
+        DuckDB keeps it up to date and persists it. It is an access path, not data: a file
+        without it (older version) just gets it here."""
+        self._con.execute("CREATE INDEX IF NOT EXISTS memories_seq ON memories (seq)")
 
     def _check_embedder(self, reembed: bool) -> None:
         info = dict(self._con.execute("SELECT key, value FROM store_info").fetchall())
@@ -284,15 +299,28 @@ class DuckDBStore:
             seqs = np.arange(self._next_seq, self._next_seq + len(records), dtype=np.int64)
             self._con.execute("BEGIN TRANSACTION")
             try:
-                distinct_terms, doc_len = self._insert_memory_rows(records, seqs, embed_mask, vectors, terms)
-                self._insert_links(records, seqs)
+                postings, doc_len = self._insert_memory_rows(records, seqs, embed_mask, vectors, terms)
+                edges = self._insert_links(records, seqs)
                 self._con.execute("COMMIT")
             except Exception:
                 self._con.execute("ROLLBACK")
                 raise
             # Derived state, updated only once the commit made the rows durable.
             self._next_seq += len(records)
-            self.corpus.add(distinct_terms, doc_len)
+            self.corpus.add(postings["term"], doc_len)
+            self.contacts.add(
+                NewRows(
+                    contact_ids=[r.contact_id for r in records],
+                    seqs=seqs,
+                    doc_len=doc_len,
+                    memory_types=[r.memory_type for r in records],
+                    posting_record=postings["seq"] - seqs[0],
+                    posting_term=postings["term"],
+                    posting_tf=postings["tf"],
+                    related=[r.related for r in records],
+                )
+            )
+            self.edges.upsert(edges)
             self.vectors.add(seqs[embed_mask], vectors)
         for record, embedded, vector in zip(records, embed_mask, _spread(vectors, embed_mask), strict=True):
             record.embedding = vector if embedded else None
@@ -327,8 +355,8 @@ class DuckDBStore:
         embed_mask: np.ndarray,
         vectors: np.ndarray,
         terms: text.Grams,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and postings; returns (the distinct terms of each memory, concatenated; lengths)."""
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows and postings; returns (the postings: term, seq, tf columns; document lengths)."""
         # Term frequency per (memory, term): unique over a combined key.
         keys = np.stack([seqs[terms.doc], terms.hash], axis=1)
         unique, tf = (
@@ -360,13 +388,14 @@ class DuckDBStore:
         postings = {"term": unique[:, 1].astype(np.int64), "seq": unique[:, 0].astype(np.int64), "tf": tf}
         with self._rows("new_postings", postings) as (source, params):
             self._con.execute(f"INSERT INTO postings SELECT term, seq, tf FROM {source}", params)
-        return postings["term"], doc_len
+        return postings, doc_len
 
-    def _insert_links(self, records: list[MemoryRecord], seqs: np.ndarray) -> None:
-        """Memory -> entity links, entities the store has not seen, and contact -> entity edges."""
+    def _insert_links(self, records: list[MemoryRecord], seqs: np.ndarray) -> list[EdgeRecord]:
+        """Memory -> entity links, entities the store has not seen, and contact -> entity edges
+        (returned, merged, for the edge index once the transaction commits)."""
         links = [(int(seq), r, ref) for seq, r in zip(seqs, records, strict=True) for ref in r.related]
         if not links:
-            return
+            return []
         link_rows = {
             "seq": [seq for seq, _, _ in links],
             "entity_id": [ref.entity_id for _, _, ref in links],
@@ -390,7 +419,7 @@ class DuckDBStore:
             )
         # The memory says the contact relates to the entity: that becomes a graph edge, so the
         # contact's neighbourhood (GetContactContext, GRAPH_ONLY, GetRelatedEntities) shows it.
-        self._upsert_edges(
+        return self._upsert_edges(
             [
                 EdgeRecord(r.contact_id, ref.entity_id, ref.relationship, ref.strength, r.created_at)
                 for _, r, ref in links
@@ -398,8 +427,9 @@ class DuckDBStore:
             source="memory",
         )
 
-    def _upsert_edges(self, edges: list[EdgeRecord], *, source: str) -> None:
-        """Insert edges; an edge already there (same ends and label) keeps the larger weight."""
+    def _upsert_edges(self, edges: list[EdgeRecord], *, source: str) -> list[EdgeRecord]:
+        """Insert edges; an edge already there (same ends and label) keeps the larger weight.
+        Returns the batch merged by key, for EdgeIndex.upsert after the commit."""
         merged: dict[tuple[str, str, str], EdgeRecord] = {}
         for edge in edges:
             key = (edge.from_id, edge.to_id, edge.relationship)
@@ -430,6 +460,7 @@ class DuckDBStore:
                       ON e.from_id = b.from_id AND e.to_id = b.to_id AND e.relationship = b.relationship""",
                 [source, *params],
             )
+        return list(merged.values())
 
     @contextlib.contextmanager
     def _rows(self, name: str, columns: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
@@ -495,9 +526,11 @@ class DuckDBStore:
 
     def add_edges(self, edges: Iterable[EdgeRecord]) -> int:
         edges = list(edges)
-        with self._lock, self._transaction():
-            if edges:
-                self._upsert_edges(edges, source="import")
+        if edges:
+            with self._lock:
+                with self._transaction():
+                    merged = self._upsert_edges(edges, source="import")
+                self.edges.upsert(merged)
         return len(edges)
 
     def add_messages(self, messages: Iterable[MessageRecord]) -> int:
@@ -565,17 +598,19 @@ class DuckDBStore:
         )
         contact_id = query.contact_id.lower()
         with self._lock:
-            candidates, lengths = self._candidate_seqs(contact_id, query.memory_types)
+            # The contact's memories (of the given types), postings and links: contact_index.py.
+            view = self.contacts.view(contact_id, query.memory_types)
+            candidates = view.candidates
             vector = (
                 self._vector_scores(query_vector, candidates, query.limit) if query_vector is not None else {}
             )
-            keyword = self._keyword_scores(query.query, candidates, lengths) if weights.keyword > 0 else {}
-            graph_scores = (
-                self._graph_scores(contact_id, query.query, candidates) if weights.graph > 0 else {}
-            )
+            keyword = self._keyword_scores(query.query, view) if weights.keyword > 0 else {}
+            graph_scores = self._graph_scores(contact_id, query.query, view) if weights.graph > 0 else {}
             fused = ranking.fuse(weights, vector, keyword, graph_scores)
             ranked = sorted(fused.items(), key=lambda item: (-item[1][0], -item[0]))[: query.limit]
-            records = self._memories_by_seq([seq for seq, _ in ranked], with_embedding=query.with_embedding)
+            records = self._memories_by_seq(
+                contact_id, [seq for seq, _ in ranked], with_embedding=query.with_embedding
+            )
         return SearchResult(
             memories=[ScoredMemory(records[seq], score, parts) for seq, (score, parts) in ranked],
             total_count=len(fused),
@@ -584,18 +619,6 @@ class DuckDBStore:
             graph_matches=len(graph_scores),
             weights=weights,
         )
-
-    def _candidate_seqs(
-        self, contact_id: str, memory_types: frozenset[str]
-    ) -> tuple[np.ndarray, dict[int, int]]:
-        """The contact's memories (of the given types): seqs, and seq -> keyword-index length."""
-        sql = "SELECT seq, doc_len FROM memories WHERE contact_id = ?"
-        params: list[Any] = [contact_id]
-        if memory_types:
-            sql += f" AND memory_type IN ({_strs(sorted(memory_types))})"
-        rows = self._con.execute(sql, params).fetchall()
-        seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return seqs, {int(seq): int(length) for seq, length in rows}
 
     def _vector_scores(
         self, query_vector: np.ndarray, candidates: np.ndarray, limit: int
@@ -614,35 +637,32 @@ class DuckDBStore:
         keep = ~np.isnan(sims) & (sims >= self.vector_min_similarity)
         return {int(s): float(min(max(v, 0.0), 1.0)) for s, v in zip(seqs[keep], sims[keep], strict=True)}
 
-    def _keyword_scores(
-        self, query: str, candidates: np.ndarray, lengths: dict[int, int]
-    ) -> dict[int, float]:
+    def _keyword_scores(self, query: str, view: ContactView) -> dict[int, float]:
         """BM25 (k1=1.2, b=0.75) of the candidates that contain at least one query term.
 
         Corpus statistics (document frequencies, N, average length) are global: a word common
         across all contacts weighs little for each of them. They come from self.corpus, the
-        in-memory tally of the postings table; the postings of the contact's candidates come
-        from one filtered scan of that table.
+        in-memory tally of the postings table; the contact's postings from the contact index.
         """
         terms = np.unique(text.term_hashes([query]).hash)
-        if len(terms) == 0 or len(candidates) == 0:
+        if len(terms) == 0 or len(view.postings) == 0:
             return {}
-        # Integer lists go in as literals: DuckDB pushes an IN list of constants into the scan,
-        # about twice as fast as list_contains() over a parameter (measured).
-        rows = self._con.execute(
-            f"SELECT seq, term, tf FROM postings WHERE term IN ({_ints(terms)}) AND seq IN ({_ints(candidates)})"
-        ).fetchall()
-        idf = {int(t): self.corpus.idf(int(t)) for t in terms}
+        hits = view.postings[np.isin(view.postings["term"], terms)]
+        if len(hits) == 0:
+            return {}
+        idf = np.array([self.corpus.idf(int(t)) for t in terms])
         k1, b = ranking.BM25_K1, ranking.BM25_B
-        avgdl = self.corpus.average_length
-        raw: dict[int, float] = {}
-        for seq, term, tf in rows:
-            weight = idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths.get(seq, 0) / avgdl))
-            raw[seq] = raw.get(seq, 0.0) + weight
-        ceiling = sum(idf[t] for t in idf if self.corpus.df.get(t)) * (k1 + 1)
+        tf = hits["tf"].astype(np.float64)
+        length = view.memories["doc_len"][hits["pos"]] / self.corpus.average_length
+        weight = idf[np.searchsorted(terms, hits["term"])] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length))
+        positions = np.unique(hits["pos"])
+        totals = np.bincount(hits["pos"], weights=weight, minlength=len(view.memories))[positions]
+        raw = dict(zip(view.memories["seq"][positions].tolist(), totals.tolist(), strict=True))
+        known = np.array([bool(self.corpus.df.get(int(t))) for t in terms])
+        ceiling = float(idf[known].sum()) * (k1 + 1)
         return ranking.normalise_keyword(raw, ceiling)
 
-    def _graph_scores(self, contact_id: str, query: str, candidates: np.ndarray) -> dict[int, float]:
+    def _graph_scores(self, contact_id: str, query: str, view: ContactView) -> dict[int, float]:
         """GRAPH source (docs/contract.md): memories linked to entities the query names, or to
         entities in the contact's 2-hop neighbourhood.
 
@@ -651,18 +671,25 @@ class DuckDBStore:
         as a phrase in the query), else NEIGHBOURHOOD_FACTOR x its best-path relevance from the
         contact (graph.py), else 0.
         """
-        if len(candidates) == 0:
+        if len(view.links) == 0 or not view.allowed.any():
             return {}
-        links = self._con.execute(
-            f"""SELECT l.seq, l.entity_id, l.strength, e.properties FROM memory_links l
-                LEFT JOIN entities e ON e.id = l.entity_id WHERE l.seq IN ({_ints(candidates)})"""
-        ).fetchall()
-        if not links:
-            return {}
-        named = _named_entities(query, {(eid, props) for _, eid, _, props in links})
-        reach = graph.best_paths(contact_id, self._fetch_edges, CONTEXT_GRAPH_DEPTH)
+        entity_ids = self.contacts.entities.names
+        codes = np.unique(view.links["entity"])
+        linked = [entity_ids[c] for c in codes.tolist()]
+        properties = dict(
+            self._con.execute(f"SELECT id, properties FROM entities WHERE id IN ({_strs(linked)})").fetchall()
+        )
+        named = _named_entities(query, {(eid, properties.get(eid)) for eid in linked})
+        reach = graph.best_paths(contact_id, self._fetch_edges_untimed, CONTEXT_GRAPH_DEPTH)
         scores: dict[int, float] = {}
-        for seq, entity_id, strength, _ in links:
+        seqs = view.memories["seq"]
+        for pos, code, strength in zip(
+            view.links["pos"].tolist(),
+            view.links["entity"].tolist(),
+            view.links["strength"].tolist(),
+            strict=True,
+        ):
+            entity_id = entity_ids[code]
             if entity_id in named:
                 relevance = 1.0
             elif entity_id in reach:
@@ -671,25 +698,28 @@ class DuckDBStore:
                 continue
             score = min(max(float(strength), 0.0), 1.0) * relevance
             if score > 0:
-                scores[int(seq)] = max(scores.get(int(seq), 0.0), score)
+                seq = int(seqs[pos])
+                scores[seq] = max(scores.get(seq, 0.0), score)
         return scores
 
     def _fetch_edges(self, node_ids: list[str]) -> list[EdgeRecord]:
-        ids = _strs(node_ids)
-        rows = self._con.execute(
-            f"""SELECT from_id, to_id, relationship, weight, created_at FROM edges
-                WHERE from_id IN ({ids}) OR to_id IN ({ids}) LIMIT {EDGE_FETCH_LIMIT}"""
-        ).fetchall()
-        return [EdgeRecord(f, t, r, float(w), _utc(c)) for f, t, r, w, c in rows]
+        return self.edges.fetch(node_ids, EDGE_FETCH_LIMIT)
 
-    def _memories_by_seq(self, seqs: list[int], *, with_embedding: bool) -> dict[int, MemoryRecord]:
+    def _fetch_edges_untimed(self, node_ids: list[str]) -> list[EdgeRecord]:
+        """For scoring, which reads weights only: skips making a datetime per edge."""
+        return self.edges.fetch(node_ids, EDGE_FETCH_LIMIT, with_times=False)
+
+    def _memories_by_seq(
+        self, contact_id: str, seqs: list[int], *, with_embedding: bool
+    ) -> dict[int, MemoryRecord]:
+        """Memories of one contact by seq (their related entities from the contact index)."""
         if not seqs:
             return {}
         rows = self._con.execute(
             f"""SELECT seq, id, contact_id, content, memory_type, metadata, created_at
                 FROM memories WHERE seq IN ({_ints(seqs)})"""
         ).fetchall()
-        links = self._links_of(seqs)
+        links = self._links_of(contact_id, seqs)
         records: dict[int, MemoryRecord] = {}
         for seq, mid, cid, content, mtype, metadata, created in rows:
             records[seq] = MemoryRecord(
@@ -709,13 +739,13 @@ class DuckDBStore:
                     records[seq].embedding = vector
         return records
 
-    def _links_of(self, seqs: list[int]) -> dict[int, list[RelatedRef]]:
-        rows = self._con.execute(
-            f"SELECT seq, entity_type, entity_id, relationship, strength FROM memory_links WHERE seq IN ({_ints(seqs)})"
-        ).fetchall()
+    def _links_of(self, contact_id: str, seqs: list[int]) -> dict[int, list[RelatedRef]]:
+        view = self.contacts.view(contact_id)
+        positions = np.searchsorted(view.memories["seq"], np.array(seqs, dtype=np.int64))
+        links = view.links[np.isin(view.links["pos"], positions)]
         out: dict[int, list[RelatedRef]] = {}
-        for seq, etype, eid, rel, strength in rows:
-            out.setdefault(seq, []).append(RelatedRef(etype, eid, rel, float(strength)))
+        for pos, ref in zip(links["pos"].tolist(), self.contacts.refs(links), strict=True):
+            out.setdefault(int(view.memories["seq"][pos]), []).append(ref)
         return out
 
     # -- contact context ------------------------------------------------------------------------
@@ -771,7 +801,7 @@ class DuckDBStore:
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
         params.append(limit)
         seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
-        records = self._memories_by_seq(seqs, with_embedding=False)
+        records = self._memories_by_seq(contact_id, seqs, with_embedding=False)
         return [records[s] for s in seqs if s in records]
 
     def _recent_messages(self, contact_id: str, limit: int) -> list[MessageRecord]:
@@ -897,9 +927,7 @@ class DuckDBStore:
             node = self._nodes([candidate], reveal=candidate)[0]
             if node.type != "unknown":
                 return node
-            if self._scalar(
-                "SELECT EXISTS (SELECT 1 FROM edges WHERE from_id = $i OR to_id = $i)", {"i": candidate}
-            ):
+            if self.edges.has_node(candidate):
                 return node
         return None
 
