@@ -49,7 +49,7 @@ from grpclib.health.check import ServiceStatus
 from ventros import ConfigurationError, ErrorDetails, StatusError, _settings
 
 from .auth import READ, WRITE, ApiKey, ApiKeys, digest
-from .server import VentrosServer, build_server, listen_socket
+from .server import VentrosServer, build_server, listen_socket, tune_gc
 
 log = logging.getLogger("ventros.serve")
 
@@ -455,6 +455,7 @@ async def run(
             installed.append(signum)
     try:
         await app.start()
+        tune_gc()  # after the store and the demo data are loaded
         if ready is not None:
             ready(app)
         await stop_requested.wait()

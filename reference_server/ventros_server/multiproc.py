@@ -90,11 +90,12 @@ async def serve_one(
     """One worker: build the services and a server, listen with SO_REUSEPORT, serve until
     SIGTERM/SIGINT (or ``stop``), then close gracefully. ``coalesce``: build_server's
     ``coalesce_writes``."""
-    from .server import build_server
+    from .server import build_server, tune_gc
 
     server, statuses = build_server(make_services(), coalesce_writes=coalesce)
     sock = reuse_port_socket(host, port)
     await server.start(sock=sock)
+    tune_gc()
     for status in statuses.values():
         status.set(True)
     if on_ready is not None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -316,6 +317,26 @@ def build_server(
     for listener in listeners:
         listener(server)
     return server, statuses
+
+
+#: The cyclic GC's thresholds once a server is up: the youngest generation is collected every
+#: 20,000 net container allocations instead of 700. A unary call allocates a few hundred
+#: containers (h2 events, header tuples, messages), so the default collects every few calls.
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Call once the services are loaded: what exists now (modules, the demo data set, caches)
+    is frozen out of the collector's reach and the youngest generation is collected less often.
+
+    Measured on ListAvailableAgents at 16 concurrent calls: GC time 19-22 -> 10-11 us per call,
+    server CPU ~265 -> ~250 us per call (docs/benchmarks.md). Reference cycles are still
+    collected; only the cadence changes. Process-wide, so it is called by the serving entry
+    points (app.run, multiproc.serve_one), not by build_server.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool = False, backlog: int = 512) -> socket.socket:

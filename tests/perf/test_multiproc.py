@@ -15,6 +15,17 @@ from ventros_server.server import build_server
 from tests.foundation.servicers import TinyAgents
 
 
+@pytest.fixture(autouse=True)
+def _restore_gc():
+    """serve_one tunes the process's GC (server.tune_gc): give pytest its own settings back."""
+    import gc
+
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
+
+
 def make_services() -> list:
     """Module-level (picklable) factory, as start_workers requires."""
     return [TinyAgents()]
@@ -140,3 +151,14 @@ def test_run_uses_uvloop_only_when_asked_and_installed():
     assert multiproc.run(loop_type(), use_uvloop=False).startswith("asyncio")
     if multiproc.uvloop_available():
         assert multiproc.run(loop_type(), use_uvloop=True).startswith("uvloop")
+
+
+def test_tune_gc_freezes_what_exists_and_collects_less_often():
+    import gc
+
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults
+    server_module.tune_gc()
+    assert gc.get_threshold() == server_module.GC_THRESHOLDS
+    assert server_module.GC_THRESHOLDS[0] > 700
+    assert gc.get_freeze_count() > 0
