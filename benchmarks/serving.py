@@ -64,6 +64,22 @@ def search_target(handlers: str) -> tuple[str, str]:
     return _peers.CONTACT_ID, _peers.QUERY
 
 
+def code_version() -> str:
+    """The commit measured, and the served code that differs from it (a shared working tree)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "sdk", "reference_server").splitlines()
+    changed = ", ".join(line[3:] for line in dirty) or "none"
+    return f"commit {git('rev-parse', '--short', 'HEAD') or '?'}; uncommitted served code: {changed}"
+
+
 def request_bodies(handlers: str) -> dict[str, bytes]:
     from ventros.agents import ListAgentsRequest, StreamAgentRequest
     from ventros.memory import SearchMemoriesRequest, SearchMode
@@ -381,6 +397,7 @@ def main() -> None:
     if args.handlers == "real" and set(rpcs) & set(STREAM):
         sys.exit("streaming is measured with --handlers same-shape (the real agents need a memory service)")
     started = time.monotonic()
+    print(code_version())
     with tempfile.TemporaryDirectory(prefix="ventros-bench-") as tmp:
         work = Path(tmp)
         stubs = work / "stubs"
