@@ -71,7 +71,7 @@ def code_version() -> str:
         try:
             return subprocess.run(
                 ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
+            ).stdout.rstrip()  # porcelain lines start with a status column
         except (OSError, subprocess.SubprocessError):
             return ""
 
