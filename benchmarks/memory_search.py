@@ -47,6 +47,9 @@ QUERIES = [
     "presente dezembro", "refund damaged product", "prefers whatsapp", "Black Friday campaign",
 ]  # fmt: skip
 STORES = 400
+#: Untimed searches per mode before the timed ones. With 100 calls the p99 is the slowest call,
+#: so without this a one-off first-call cost would be reported as the p99.
+WARMUP = 5
 MODES = [
     pb.SearchMode.HYBRID,
     pb.SearchMode.VECTOR_ONLY,
@@ -55,12 +58,14 @@ MODES = [
 ]
 SERVER = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, sys, time
     from ventros_server.memory import MemoryService, open_store
     from ventros_server.server import build_server
 
     async def main():
+        started = time.perf_counter()
         store = open_store(sys.argv[1])
+        print(f"open {time.perf_counter() - started:.2f}", flush=True)
         server, _ = build_server([MemoryService(store)])
         await server.start("127.0.0.1", 0)
         print(server._server.sockets[0].getsockname()[1], flush=True)
@@ -86,12 +91,17 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def fill(path: str, size: int) -> tuple[list[str], float]:
+def fill(path: str, size: int, *, wait_hnsw: bool) -> tuple[list[str], float]:
     contacts = contact_ids(max(size // 20, 1))
     store = open_store(path)
     started = time.perf_counter()
     import_jsonl(store, jsonl_lines(size, contacts))
     seconds = time.perf_counter() - started
+    if wait_hnsw:
+        # Above 100k vectors a background hnswlib build starts during the import; waiting for it
+        # lets close() save it, so the server loads it instead of rebuilding it (one core busy
+        # for minutes) while the searches are timed. --during-build measures that case instead.
+        store.vectors.wait_for_hnsw()
     store.close()
     return contacts, size / seconds
 
@@ -101,6 +111,10 @@ async def measure(port: int, contacts: list[str], calls: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with ventros.MemoryClient(f"127.0.0.1:{port}") as client:
         for mode in MODES:
+            for _ in range(WARMUP):  # first calls of a mode pay one-off costs (imports, caches)
+                await client.search_memories(
+                    contact_id=rng.choice(contacts), query=rng.choice(QUERIES), mode=mode, timeout=10
+                )
             timings = []
             for _ in range(calls):
                 started = time.perf_counter()
@@ -130,11 +144,15 @@ async def measure(port: int, contacts: list[str], calls: int) -> dict[str, Any]:
     return out
 
 
-def _read_port(stream: Any) -> int:
-    """The first line that is a number (anything the server logs before it is skipped)."""
+def _read_port(stream: Any) -> tuple[int, float]:
+    """The server's open time (line "open <seconds>") and port (the first line that is a
+    number); anything else the server logs before them is skipped."""
+    opened = float("nan")
     for line in stream:
-        if line.strip().isdigit():
-            return int(line)
+        if line.startswith("open "):
+            opened = float(line.split()[1])
+        elif line.strip().isdigit():
+            return int(line), opened
     raise RuntimeError("the memory server exited before listening")
 
 
@@ -143,8 +161,9 @@ def serve_and_measure(path: str, contacts: list[str], calls: int) -> dict[str, A
     proc = subprocess.Popen([sys.executable, "-c", SERVER, path], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
-        port = _read_port(proc.stdout)
+        port, opened = _read_port(proc.stdout)
         result = asyncio.run(measure(port, contacts, calls))
+        result["open"] = opened
         result["rss"] = rss_mb(proc.pid)
         return result
     finally:
@@ -227,24 +246,30 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="add a 1,000,000-memory run")
     parser.add_argument("--calls", type=int, default=200, help="searches per mode")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--during-build",
+        action="store_true",
+        help="do not wait for the hnswlib build after the import (searches then race a rebuild)",
+    )
     args = parser.parse_args()
     sizes = args.sizes + ([1_000_000] if args.million else [])
     print("reproduce: python -m benchmarks.memory_search --sizes " + " ".join(map(str, args.sizes))
-          + (" --million" if args.million else "") + (" --no-peer" if args.no_peer else ""))  # fmt: skip
+          + (" --million" if args.million else "") + (" --no-peer" if args.no_peer else "")
+          + (" --during-build" if args.during_build else "") + f" --calls {args.calls}")  # fmt: skip
     print(f"machine: {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f}")
     header = f"{'system':<10}{'memories':>9}{'import/s':>10}" + "".join(f"{m.name:>20}" for m in MODES)
-    header += f"{'store/s seq':>12}{'store/s x8':>11}{'RSS MB':>8}"
+    header += f"{'store/s seq':>12}{'store/s x8':>11}{'RSS MB':>8}{'open s':>8}"
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
             path = os.path.join(workdir, f"m{size}.duckdb")
             # The 400 StoreMemory calls bring the store to exactly `size`: crossing the
             # exact/hnswlib switch (100k) would start the background hnswlib build mid-run.
-            contacts, rate = fill(path, size - STORES)
+            contacts, rate = fill(path, size - STORES, wait_hnsw=not args.during_build)
             r = serve_and_measure(path, contacts, args.calls)
             cells = "".join(f"{r[m.name][0]:>9.1f} /{r[m.name][1]:>7.1f} ms" for m in MODES)
             rows.append(
-                f"{'ventros':<10}{size:>9}{rate:>10.0f}{cells}{r['store_seq']:>12.0f}{r['store_par']:>11.0f}{r['rss']:>8.0f}"
+                f"{'ventros':<10}{size:>9}{rate:>10.0f}{cells}{r['store_seq']:>12.0f}{r['store_par']:>11.0f}{r['rss']:>8.0f}{r['open']:>8.2f}"
             )
             print(rows[-1], flush=True)
             if not args.no_peer:

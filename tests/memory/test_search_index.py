@@ -60,6 +60,15 @@ def test_reopened_index_equals_the_one_maintained_by_writes(tmp_path: Path) -> N
     with open_file(path) as reopened:
         assert reopened.contacts.export() == contacts
         assert reopened.edges.export() == edges
+        write_history(reopened)  # writes on top of the loaded (shared) arrays
+        contacts, edges = reopened.contacts.export(), reopened.edges.export()
+        reopened.compact_indexes()
+        assert reopened.contacts.export() == contacts
+        assert reopened.edges.export() == edges
+        assert reopened.search(SearchQuery(THIRD, "delivery", mode=SearchMode.KEYWORD)).total_count == 26
+    with open_file(path) as again:
+        assert again.contacts.export() == contacts
+        assert again.edges.export() == edges
     assert set(contacts) == {JOAO, OTHER, THIRD}
     assert ("prod-9", "cat-audio", "in_category", 1.0) in [e[:4] for e in edges]
     # The imported 0.9 raised the 0.6 edge that the first memory's link had created.

@@ -41,14 +41,19 @@ class EdgeIndex:
         self.nodes = _Codes()
         self.relationships = _Codes()
         self._edges = _Growable(np.empty(0, EDGE))
-        self._adjacent: list[_Growable] = []  # node code -> ids of the edges touching it
+        # node code -> ids of the edges touching it: for the nodes loaded at open, slices of one
+        # array (CSR, no Python object per node: see contact_index._Base); a node that gained
+        # edges since gets its own growable array.
+        self._adj_ids = np.empty(0, np.int32)
+        self._adj_offsets = np.zeros(1, np.int64)
+        self._adj_own: dict[int, _Growable] = {}
 
     def has_node(self, node_id: str) -> bool:
         return node_id in self.nodes.code
 
     def fetch(self, node_ids: Iterable[str], limit: int, *, with_times: bool = True) -> list[EdgeRecord]:
         """Edges touching any of ``node_ids`` (each once, insertion order, at most ``limit``)."""
-        lists = [self._adjacent[c].rows for c in (self.nodes.code.get(n) for n in node_ids) if c is not None]
+        lists = [self._adjacent(c) for c in (self.nodes.code.get(n) for n in node_ids) if c is not None]
         if not lists:
             return []
         ids = np.unique(np.concatenate(lists))[:limit]
@@ -76,34 +81,75 @@ class EdgeIndex:
         ]  # fmt: skip
 
     def nbytes(self) -> int:
-        return self._edges.rows.nbytes + sum(a.rows.nbytes for a in self._adjacent)
+        own = sum(a.rows.nbytes for a in self._adj_own.values())
+        return self._edges.rows.nbytes + self._adj_ids.nbytes + self._adj_offsets.nbytes + own
+
+    def _adjacent(self, code: int) -> np.ndarray:
+        own = self._adj_own.get(code)
+        if own is not None:
+            return own.rows
+        if code + 1 < len(self._adj_offsets):
+            return self._adj_ids[self._adj_offsets[code] : self._adj_offsets[code + 1]]
+        return self._adj_ids[:0]
 
     # -- writes ---------------------------------------------------------------------------------
 
     def upsert(self, edges: Sequence[EdgeRecord]) -> None:
-        """Mirror of DuckDBStore._upsert_edges for a committed batch (keys already merged)."""
-        for edge in edges:
-            f, t = self._node(edge.from_id), self._node(edge.to_id)
-            r = self.relationships.get(edge.relationship)
-            ids = self._adjacent[f].rows
-            found = self._edges.rows[ids]
-            same = ids[(found["from"] == f) & (found["to"] == t) & (found["rel"] == r)]
-            if len(same):
-                weights = self._edges.rows["weight"]  # a view: assignments land in the index
-                weights[same] = np.maximum(weights[same], np.float32(edge.weight))
-                continue
-            row = np.array([(f, t, r, edge.weight, _micros(edge.created_at))], dtype=EDGE)
-            edge_id = np.array([self._edges.size], dtype=np.int32)
-            self._edges.extend(row)
-            self._adjacent[f].extend(edge_id)
-            if t != f:
-                self._adjacent[t].extend(edge_id)
+        """Mirror of DuckDBStore._upsert_edges for a committed batch (keys already merged):
+        existing keys keep the larger weight, new keys are appended. Per edge only dict work;
+        the array writes are one per batch (and one per touched node)."""
+        if not edges:
+            return
+        keys = [
+            (self._node(e.from_id), self._node(e.to_id), self.relationships.get(e.relationship))
+            for e in edges
+        ]
+        known = self._existing({f for f, _, _ in keys})
+        weights = self._edges.rows["weight"]  # a view: assignments land in the index
+        new: list[int] = []
+        for i, (key, edge) in enumerate(zip(keys, edges, strict=True)):
+            ids = known.get(key)
+            if ids is None:
+                new.append(i)
+            else:
+                weights[ids] = np.maximum(weights[ids], np.float32(edge.weight))
+        if not new:
+            return
+        rows = np.array([(*keys[i], edges[i].weight, _micros(edges[i].created_at)) for i in new], dtype=EDGE)
+        first = self._edges.size
+        self._edges.extend(rows)
+        self._link(rows, np.arange(first, first + len(rows), dtype=np.int32))
+
+    def _existing(self, from_codes: set[int]) -> dict[tuple[int, int, int], list[int]]:
+        """(from, to, relationship) -> ids of the edges with that key, among the edges of
+        ``from_codes`` (an edge's key always has its from node there)."""
+        lists = [self._adjacent(c) for c in from_codes]
+        ids = np.unique(np.concatenate(lists)) if lists else np.empty(0, np.int32)
+        rows = self._edges.rows[ids]
+        known: dict[tuple[int, int, int], list[int]] = {}
+        for key in zip(
+            rows["from"].tolist(), rows["to"].tolist(), rows["rel"].tolist(), ids.tolist(), strict=True
+        ):
+            known.setdefault(key[:3], []).append(key[3])
+        return known
+
+    def _link(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        """Add edge ids to the adjacency of both their ends (once for a loop)."""
+        loop = rows["from"] == rows["to"]
+        node = np.concatenate([rows["from"], rows["to"][~loop]])
+        edge_ids = np.concatenate([ids, ids[~loop]])
+        order = np.argsort(node, kind="stable")
+        node, edge_ids = node[order], edge_ids[order]
+        starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+        for start, end in zip(starts.tolist(), [*starts[1:].tolist(), len(node)], strict=True):
+            code = int(node[start])
+            own = self._adj_own.get(code)
+            if own is None:
+                own = self._adj_own[code] = _Growable(self._adjacent(code))
+            own.extend(edge_ids[start:end])
 
     def _node(self, node_id: str) -> int:
-        code = self.nodes.get(node_id)
-        if code == len(self._adjacent):
-            self._adjacent.append(_Growable(np.empty(0, np.int32)))
-        return code
+        return self.nodes.get(node_id)
 
     # -- bulk load at open ----------------------------------------------------------------------
 
@@ -130,13 +176,20 @@ class EdgeIndex:
         ):
             edges[field] = np.asarray(got[column])
         self._edges = _Growable(edges)
+        self._build_adjacency()
+
+    def _build_adjacency(self) -> None:
+        edges = self._edges.rows
         ids = np.arange(len(edges), dtype=np.int32)
         loop = edges["from"] == edges["to"]
         node = np.concatenate([edges["from"], edges["to"][~loop]])
         edge_ids = np.concatenate([ids, ids[~loop]])
         order = np.argsort(node, kind="stable")
-        node, edge_ids = node[order], edge_ids[order]
-        bounds = np.searchsorted(node, np.arange(len(self.nodes.names) + 1))
-        self._adjacent = [
-            _Growable(edge_ids[bounds[c] : bounds[c + 1]]) for c in range(len(self.nodes.names))
-        ]
+        node, self._adj_ids = node[order], edge_ids[order]
+        self._adj_offsets = np.searchsorted(node, np.arange(len(self.nodes.names) + 1)).astype(np.int64)
+        self._adj_own = {}
+
+    def compact(self) -> None:
+        """Rebuild the shared adjacency arrays (after a bulk import: no object per node left)."""
+        if self._adj_own:
+            self._build_adjacency()

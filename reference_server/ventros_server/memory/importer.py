@@ -234,6 +234,12 @@ def import_jsonl(
                 progress(line_no)
     for kind in writers:  # contacts and entities first: they are what the rest refers to
         flush(kind)
+    # The DuckDB store's search indexes hold an object per contact written since open; fold
+    # them into shared arrays now that the bulk of writes is done (the MemoryStore Protocol
+    # does not require it of other stores).
+    compact = getattr(store, "compact_indexes", None)
+    if compact is not None:
+        compact()
     if progress:
         progress(line_no)
     return ImportReport(counts=counts, errors=errors, seconds=time.perf_counter() - started)
