@@ -360,7 +360,10 @@ class VentrosApp:
         server, statuses = build_server([servicer], listeners=listeners)
         connections = _track_connections(server)
         port = self.config.agent_port if name == "agent" else self.config.memory_port
-        sock = _bind(self.config.host, port, name, reuse_port=self.config.reuse_port)
+        if self.config.reuse_port:  # worker processes (multiproc.serve_app_workers)
+            sock = _bind(self.config.host, port, name, reuse_port=True)
+        else:
+            sock = _bind(self.config.host, port, name)
         self._running[name] = _Running(
             name, server, statuses, gate, self.config.host, sock.getsockname()[1], connections, servicer
         )
