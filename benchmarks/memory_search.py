@@ -24,6 +24,7 @@ import asyncio
 import importlib
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,61 @@ def serve_and_measure(path: str, contacts: list[str], calls: int) -> dict[str, A
         proc.wait(timeout=60)
 
 
+#: DuckDBStore steps timed by --in-process (those absent from a version are skipped).
+STEPS = ["_vector_scores", "_keyword_scores", "_graph_scores", "_memories_by_seq", "_rows_by_seq"]
+OPEN_STEPS = ["_load_vectors"]
+
+
+def _timed(cls: Any, name: str, totals: dict[str, float]) -> None:
+    original = getattr(cls, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            totals[name] = totals.get(name, 0.0) + time.perf_counter() - started
+
+    setattr(cls, name, timed)
+
+
+def in_process(path: str, contacts: list[str], calls: int) -> None:
+    """Searches in this process, no gRPC: p50/p99 per mode and the mean time of each step;
+    open time and index sizes. No hnswlib build runs (exact_max above the store's size)."""
+    import gc
+
+    from ventros_server.memory import DuckDBStore, make_embedder
+    from ventros_server.memory.store import SearchMode, SearchQuery
+
+    totals: dict[str, float] = {}
+    for name in STEPS + OPEN_STEPS:
+        if hasattr(DuckDBStore, name):
+            _timed(DuckDBStore, name, totals)
+    started = time.perf_counter()
+    store = DuckDBStore(path, make_embedder("offline"), exact_max=10**12)
+    opened = time.perf_counter() - started
+    sizes = ""
+    if hasattr(store, "contacts"):
+        sizes = f"; contact index {store.contacts.nbytes() / 1e6:.1f} MB, edge index {store.edges.nbytes() / 1e6:.1f} MB"
+    print(f"  in-process: open {opened:.2f} s (vectors {totals.pop('_load_vectors', 0):.2f} s){sizes}; "
+          f"GC-tracked objects {len(gc.get_objects())}")  # fmt: skip
+    rng = random.Random(5)
+    for mode in (SearchMode.HYBRID, SearchMode.VECTOR, SearchMode.KEYWORD, SearchMode.GRAPH):
+        for _ in range(WARMUP):
+            store.search(SearchQuery(rng.choice(contacts), rng.choice(QUERIES), mode=mode))
+        totals.clear()
+        timings = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            store.search(SearchQuery(rng.choice(contacts), rng.choice(QUERIES), mode=mode))
+            timings.append(time.perf_counter() - started)
+        steps = " ".join(f"{k.strip('_')}={v / calls * 1000:.2f}" for k, v in totals.items())
+        print(
+            f"  in-process {mode.name:<8} p50 {pct(timings, 0.5):6.2f} p99 {pct(timings, 0.99):6.2f} ms | {steps}"
+        )
+    store.close()
+
+
 def lancedb_module() -> Any:
     try:
         return importlib.import_module("lancedb")
@@ -247,6 +303,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="searches per mode")
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also time searches in this process (no gRPC), step by step, on a copy of the store",
+    )
+    parser.add_argument(
         "--during-build",
         action="store_true",
         help="do not wait for the hnswlib build after the import (searches then race a rebuild)",
@@ -255,7 +316,8 @@ def main() -> None:
     sizes = args.sizes + ([1_000_000] if args.million else [])
     print("reproduce: python -m benchmarks.memory_search --sizes " + " ".join(map(str, args.sizes))
           + (" --million" if args.million else "") + (" --no-peer" if args.no_peer else "")
-          + (" --during-build" if args.during_build else "") + f" --calls {args.calls}")  # fmt: skip
+          + (" --during-build" if args.during_build else "") + (" --in-process" if args.in_process else "")
+          + f" --calls {args.calls}")  # fmt: skip
     print(f"machine: {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f}")
     header = f"{'system':<10}{'memories':>9}{'import/s':>10}" + "".join(f"{m.name:>20}" for m in MODES)
     header += f"{'store/s seq':>12}{'store/s x8':>11}{'RSS MB':>8}{'open s':>8}"
@@ -266,6 +328,10 @@ def main() -> None:
             # The 400 StoreMemory calls bring the store to exactly `size`: crossing the
             # exact/hnswlib switch (100k) would start the background hnswlib build mid-run.
             contacts, rate = fill(path, size - STORES, wait_hnsw=not args.during_build)
+            if args.in_process:
+                copy = os.path.join(workdir, "in-process.duckdb")
+                shutil.copy(path, copy)
+                in_process(copy, contacts, args.calls)
             r = serve_and_measure(path, contacts, args.calls)
             cells = "".join(f"{r[m.name][0]:>9.1f} /{r[m.name][1]:>7.1f} ms" for m in MODES)
             rows.append(
