@@ -3,7 +3,9 @@
 Durability: everything a memory is made of (row, vector bytes, keyword postings, entity links,
 new entities, contact->entity edges) is written in one DuckDB transaction; DuckDB syncs its
 write-ahead log on COMMIT, so an acknowledged StoreMemory survives kill -9. The vector index
-(vectors.py) is updated after the commit and rebuilt/caught up from the database on open.
+(vectors.py) is updated after the commit and rebuilt/caught up from the database on open;
+so are the per-contact search index (contact_index.py: a contact's memories, postings and links)
+and the edge index (edge_index.py), which is what a search reads instead of scanning tables.
 
 Keyword search is BM25 over a postings table maintained inside that same transaction (so a
 memory is searchable the moment StoreMemory returns). DuckDB's fts extension was measured as
