@@ -1,6 +1,6 @@
 """Soak: mixed load against a real `ventros serve --demo` process, watching errors and memory.
 
-    python benchmarks/soak.py --minutes 5 --concurrency 8
+    python benchmarks/soak.py --minutes 5 --concurrency 8 [--mix mixed|read|write|search|execute|stream]
 
 Starts the reference server (both services, demo data, a fresh DuckDB file, an API key required
 on every call, as in production) as a subprocess on free ports of 127.0.0.1, then runs
@@ -11,8 +11,14 @@ after the warm-up, half-way, at the end, peak), whether the server stopped clean
 (exit 0), and the last lines of the server's log when something failed.
 Targets: 0 errors, RSS growth after the warm-up < 10 %, clean exit.
 
-The store grows during the run (every StoreMemory adds a row, postings and a vector), so some
-growth is data, not a leak; the half-way-to-end growth tells a plateau from a steady climb.
+The warm-up (default 20 s) is there because the first seconds load code paths, thread pools,
+DuckDB's catalog and the allocator's arenas once; the baseline is taken after it, never later to
+hide growth. The plain RSS growth is what the target is judged on. The store grows during the
+run (every StoreMemory adds a row, postings and a vector; agents store insights), which costs
+~3.3 KiB of RSS per memory (measured with ``--mix write``); the report prints the memories
+stored and the growth per memory so data growth can be told from memory held per call.
+``--mix`` isolates a part of the load (``read``: no StoreMemory; ``write``: StoreMemory only).
+Per-RPC growth, call by call, is benchmarks/leakcheck.py.
 """
 
 from __future__ import annotations
@@ -41,15 +47,30 @@ DEMO_CONTACT = "550e8400-e29b-41d4-a716-446655440000"
 CHANNEL = "660e8400-e29b-41d4-a716-446655440001"
 LISTENING = re.compile(r"(agent|memory) service listening on (\S+)")
 MAX_MINUTES = 10.0
+#: Operation mixes (``--mix``): each worker picks uniformly from the list.
+MIXES = {
+    "mixed": ["store", "search", "search", "execute", "stream"],
+    "read": ["search", "search", "execute", "stream"],
+    "write": ["store"],
+    "search": ["search"],
+    "execute": ["execute"],
+    "stream": ["stream"],
+}
 
 
 class Server:
     """`ventros serve` as a subprocess whose output is read all along (an unread pipe fills up
     and blocks the server on its next log line); the last lines are kept for the report."""
 
-    def __init__(self, db: Path, key: str) -> None:
+    def __init__(self, db: Path, key: str, probe: Path | None = None) -> None:
+        # --probe: the same CLI, run in-process by benchmarks/memprobe.py, which samples memory.
+        launcher = (
+            ["-m", "ventros_cli"]
+            if probe is None
+            else [str(Path(__file__).with_name("memprobe.py")), str(probe)]
+        )
         command = [
-            sys.executable, "-m", "ventros_cli", "serve", "--demo", "--db", str(db),
+            sys.executable, *launcher, "serve", "--demo", "--db", str(db),
             "--agent-port", "0", "--memory-port", "0",
         ]  # fmt: skip
         env = {**os.environ, "VENTROS_API_KEYS": f"{key}:read,write,execute", "NO_COLOR": "1"}
@@ -133,11 +154,11 @@ class Load:
         if not chunks or chunks[-1] != ChunkType.FINAL:
             raise RuntimeError("stream did not end with FINAL")
 
-    async def worker(self, until: float) -> None:
-        mix: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("store", self.store), ("search", self.search), ("search", self.search),
-            ("execute", self.execute), ("stream", self.stream),
-        ]  # fmt: skip
+    async def worker(self, until: float, mix_name: str = "mixed") -> None:
+        ops: dict[str, Callable[[], Awaitable[None]]] = {
+            "store": self.store, "search": self.search, "execute": self.execute, "stream": self.stream,
+        }  # fmt: skip
+        mix = [(name, ops[name]) for name in MIXES[mix_name]]
         while time.monotonic() < until:
             name, op = self.rng.choice(mix)
             try:
@@ -155,10 +176,10 @@ async def sample_rss(pid: int, samples: list[tuple[float, float]], every: float 
         await asyncio.sleep(every)
 
 
-async def soak(minutes: float, concurrency: int, warmup: float) -> int:
+async def soak(minutes: float, concurrency: int, warmup: float, mix: str, probe: Path | None) -> int:
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp) / "soak.duckdb", key)
+        server = Server(Path(tmp) / "soak.duckdb", key, probe)
         samples: list[tuple[float, float]] = []
         sampler = asyncio.create_task(sample_rss(server.proc.pid, samples))
         exit_code: int | None = None
@@ -168,17 +189,22 @@ async def soak(minutes: float, concurrency: int, warmup: float) -> int:
                 ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
             ):
                 load = Load(agents, memory, seed=7)
-                await asyncio.gather(*(load.worker(time.monotonic() + warmup) for _ in range(concurrency)))
+                await asyncio.gather(
+                    *(load.worker(time.monotonic() + warmup, mix) for _ in range(concurrency))
+                )
                 load.done.clear()
                 load.errors.clear()
                 started = time.monotonic()
                 rss_start = rss_mib(server.proc.pid)
                 until = started + minutes * 60
-                await asyncio.gather(*(load.worker(until) for _ in range(concurrency)))
+                await asyncio.gather(*(load.worker(until, mix) for _ in range(concurrency)))
                 elapsed = time.monotonic() - started
                 rss_end = rss_mib(server.proc.pid)
         finally:
             sampler.cancel()
+            if probe is not None:  # what malloc_trim and a CHECKPOINT would give back, then stop
+                Path(f"{probe}.cmd").write_text("trim checkpoint trim")
+                await asyncio.sleep(12)
             exit_code = server.stop()
     during = [rss for t, rss in samples if started <= t]
     rss_mid = next((rss for t, rss in samples if t >= started + elapsed / 2), rss_end)
@@ -186,7 +212,7 @@ async def soak(minutes: float, concurrency: int, warmup: float) -> int:
     t0 = samples[0][0] if samples else started
     curve = [f"{t - t0:.0f}s:{rss:.0f}" for i, (t, rss) in enumerate(samples) if i % 6 == 0]
     print("server RSS (MiB) every 30 s from start, warm-up included:", " ".join(curve))
-    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup)
+    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup, mix)
 
 
 class RssStats:
@@ -210,6 +236,7 @@ def report(
     exit_code: int,
     tail: list[str],
     warmup: float,
+    mix: str,
 ) -> int:
     print(f"\nsoak: {elapsed:.0f} s, {concurrency} workers, server on 127.0.0.1 (2-core machine)\n")
     print(f"{'operation':<10} {'calls':>8} {'calls/s':>9} {'errors':>7}")
@@ -221,6 +248,13 @@ def report(
         f"\nserver RSS after warm-up {rss.start:.1f} MiB, half-way {rss.mid:.1f} MiB, at end {rss.end:.1f} MiB, "
         f"peak {rss.peak:.1f} MiB; growth {rss.growth:+.1f} % (second half {rss.second_half:+.1f} %)"
     )
+    stored = load.done["store"]
+    if stored:
+        per_memory = (rss.end - rss.start) * 1024 / stored
+        print(
+            f"memories stored by StoreMemory after warm-up: {stored} ({per_memory:.1f} KiB of RSS growth per "
+            f"memory; data alone costs ~3.3 KiB each, see docs/operations.md#soak)"
+        )
     print(f"server exit code after SIGTERM: {exit_code}")
     for line in load.first_errors:
         print("  first errors:", line)
@@ -230,7 +264,7 @@ def report(
         print("last server log lines:\n  " + "\n  ".join(tail))
     print(
         f"reproduce: python benchmarks/soak.py --minutes {elapsed / 60:.1f} --concurrency {concurrency} "
-        f"--warmup {warmup:g}"
+        f"--warmup {warmup:g} --mix {mix}"
     )
     return 0 if ok else 1
 
@@ -240,10 +274,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds before the RSS baseline")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="mixed", help="operations to run")
+    parser.add_argument(
+        "--probe", type=Path, help="run the server under benchmarks/memprobe.py, samples to FILE"
+    )
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
     os.environ.setdefault("NO_COLOR", "1")
-    sys.exit(asyncio.run(soak(minutes, args.concurrency, args.warmup)))
+    sys.exit(asyncio.run(soak(minutes, args.concurrency, args.warmup, args.mix, args.probe)))
 
 
 if __name__ == "__main__":

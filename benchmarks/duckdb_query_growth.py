@@ -1,0 +1,90 @@
+"""Native memory DuckDB keeps per query, without ventros: ``python benchmarks/duckdb_query_growth.py``.
+
+A 1,000-row table shaped like ``messages``; each query shape runs ``--queries`` times (after 500
+warm-up runs) on one connection, and the growth of glibc malloc's bytes in use (mallinfo2) is
+printed per query, with and without ``SET disabled_optimizers = 'late_materialization'``.
+Python objects are not involved (the results are a few small rows) and DuckDB's own accounting
+(duckdb_memory()) stays at 0: what grows is native memory DuckDB holds until the database is
+closed. The shapes are the store's (contact_context's recent messages: ORDER BY ... LIMIT;
+its "is this contact known": EXISTS; the graph's edge fetch: LIMIT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+
+import duckdb
+
+MiB = 1024 * 1024
+SHAPES = {
+    "order_by_limit": "SELECT id, content FROM messages WHERE contact_id = ? ORDER BY sent_at DESC, id DESC LIMIT 20",
+    "exists": "SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = ?)",
+    "limit": "SELECT id FROM messages WHERE contact_id = ? LIMIT 5",
+    "full_scan_count": "SELECT count(*) FROM messages WHERE contact_id = ?",
+}
+SETTINGS = {"default": None, "no_late_materialization": "SET disabled_optimizers = 'late_materialization'"}
+
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+
+
+def in_use() -> float:
+    return libc.mallinfo2().uordblks / MiB
+
+
+def measure(sql: str, setting: str | None, queries: int) -> tuple[float, float]:
+    """(bytes per query over the run, MiB returned when the database closes)."""
+    con = duckdb.connect()
+    if setting:
+        con.execute(setting)
+    con.execute("CREATE TABLE messages (id VARCHAR, contact_id VARCHAR, content VARCHAR, sent_at TIMESTAMP)")
+    con.execute(
+        "INSERT INTO messages SELECT 'm' || i, CASE WHEN i % 10 = 0 THEN 'c0' ELSE 'c' || (i % 97) END, "
+        "'hello world message ' || i, TIMESTAMP '2024-01-01' + INTERVAL (i) MINUTE FROM range(1000) t(i)"
+    )
+    for _ in range(500):
+        con.execute(sql, ["c0"]).fetchall()
+    base = in_use()
+    for _ in range(queries):
+        con.execute(sql, ["c0"]).fetchall()
+    grown = in_use() - base
+    con.close()
+    return grown * MiB / queries, grown - (in_use() - base)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=5000)
+    args = parser.parse_args()
+    print(
+        f"duckdb {duckdb.__version__}, {args.queries} queries per shape; malloc bytes in use held per query"
+    )
+    print(f"{'shape':<16} {'setting':<24} {'B/query':>8} {'freed at close (MiB)':>21}")
+    for shape, sql in SHAPES.items():
+        for name, setting in SETTINGS.items():
+            per_query, freed = measure(sql, setting, args.queries)
+            print(f"{shape:<16} {name:<24} {per_query:>8.0f} {freed:>21.1f}")
+
+
+if __name__ == "__main__":
+    main()
