@@ -91,6 +91,7 @@ def test_hnsw_sidecar_is_caught_up_after_restart(tmp_path: Path) -> None:
     store = open_store(path)
     store.vectors.exact_max = 10
     store.add_memories([NewMemory(JOAO, f"memory about topic {i}", "fact") for i in range(30)])
+    store.search(SearchQuery(JOAO, "topic", mode=SearchMode.VECTOR))  # 30 > 10 candidates: builds
     assert store.vectors.wait_for_hnsw(timeout=30)
     store.close()
     meta = json.loads(Path(f"{path}.hnsw.json").read_text())
@@ -105,7 +106,8 @@ def test_hnsw_sidecar_is_caught_up_after_restart(tmp_path: Path) -> None:
     store = open_store(path)
     try:
         store.vectors.exact_max = 10
-        assert store.vectors.hnsw_ready
+        store.search(SearchQuery(JOAO, "topic", mode=SearchMode.VECTOR))  # loads the saved graph
+        assert store.vectors.wait_for_hnsw(timeout=30)
         seqs, _ = store.vectors.top_k(store.embedder.embed(["zeppelin arrived late"])[0], None, 1)
         found = store.search(SearchQuery(JOAO, "zeppelin", mode=SearchMode.VECTOR, limit=1))
         assert found.memories[0].memory.id == late

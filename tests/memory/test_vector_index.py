@@ -78,9 +78,33 @@ def test_a_saved_graph_far_behind_is_caught_up_in_the_background(
     first.build_hnsw()
     first.save()
 
-    reopened = VectorIndex(DIM, embedder_name="test", sidecar=sidecar, exact_max=10**9)
+    reopened = VectorIndex(DIM, embedder_name="test", sidecar=sidecar, exact_max=50)
     reopened.add(np.arange(300), rows)  # 200 written after the save (a crash before the next one)
-    reopened.load_or_schedule()
+    loaded: list[int] = []
+    original = hnswlib.Index.load_index
+
+    def counting_load_index(self: Any, *args: Any, **kwargs: Any) -> Any:
+        loaded.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hnswlib.Index, "load_index", counting_load_index)
+    assert not reopened.hnsw_ready  # nothing is loaded until a search needs the graph
+    reopened.top_k(rows[0], None, 1)
     assert reopened.wait_for_hnsw(timeout=30)
+    assert loaded == [1]  # the saved graph was used, not rebuilt
     seqs, _ = reopened.top_k(rows[250], None, 1)
     assert int(seqs[0]) == 250
+
+
+def test_the_graph_is_built_only_when_a_search_has_more_candidates_than_the_switch_point() -> None:
+    rng = np.random.default_rng(5)
+    rows = unit_rows(rng, 200)
+    index = VectorIndex(DIM, embedder_name="test", exact_max=100)
+    index.add(np.arange(200), rows)
+    seqs, _ = index.top_k(rows[7], np.arange(50), 1)  # 50 candidates: exact, no graph
+    assert int(seqs[0]) == 7 and not index.building and not index.hnsw_ready
+    seqs, _ = index.top_k(rows[150], np.arange(200), 1)  # 200: exact now, graph started
+    assert int(seqs[0]) == 150
+    assert index.wait_for_hnsw(timeout=30)
+    seqs, _ = index.top_k(rows[180], np.arange(200), 1)
+    assert int(seqs[0]) == 180

@@ -237,7 +237,6 @@ class DuckDBStore:
             seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             self.vectors.add(seqs, flat.reshape(len(rows), self.embedder.dim))
-        self.vectors.load_or_schedule()
 
     def close(self) -> None:
         with self._lock:
@@ -616,12 +615,13 @@ class DuckDBStore:
     ) -> dict[int, float]:
         """Cosine (clipped at 0) of every candidate above vector_min_similarity.
 
-        Exact over all candidates up to the switch point; beyond it the hnswlib top
-        max(10 * limit, 200) are scored, so vector_matches is then a lower bound.
+        Exact over all candidates up to the switch point; beyond it only the top
+        max(10 * limit, 200) are scored (by hnswlib, or exactly while its graph is being
+        built), so vector_matches is then a lower bound.
         """
         if len(candidates) == 0:
             return {}
-        if len(candidates) <= self.vectors.exact_max or not self.vectors.hnsw_ready:
+        if len(candidates) <= self.vectors.exact_max:
             seqs, sims = candidates, self.vectors.similarities(query_vector, candidates)
         else:
             seqs, sims = self.vectors.top_k(query_vector, candidates, max(10 * limit, 200))

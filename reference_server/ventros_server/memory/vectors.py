@@ -8,10 +8,15 @@ DuckDB holds the vectors durably; this index is *derived state* rebuilt from it:
   (the switch point measured by benchmarks/memory_vector_switch.py) the scores are exact:
   ``matrix[candidates] @ q``. Above that, or unscoped, an hnswlib graph over all vectors is
   queried with a filter on the candidate labels.
-* The hnswlib graph is built in a background thread once there are more than ``exact_max``
-  vectors (until it is ready the exact path answers, so results never depend on it being
-  there), saved beside the database on close, and on the next open loaded and caught up with
-  every seq above the one it was saved at. A crash (kill -9) just means a longer catch-up.
+* The hnswlib graph exists only once a search needs it: the first top_k over more than
+  ``exact_max`` candidates starts it in a background thread (until it is ready the exact
+  path answers, so results never depend on it). Searches are scoped to one contact, so a
+  store whose contacts each hold fewer memories than the switch point never pays for a
+  graph: at 1M memories over 50k contacts that is ~1.7 GB of RAM and many minutes of a core
+  saved (measured: that build had not finished after 10 minutes on this busy 2-core machine).
+* Once built, the graph is saved beside the database on close; the next time one is needed
+  it is loaded and caught up with every seq above the one it was saved at (a crash, kill -9,
+  just means a longer catch-up), or rebuilt when it does not match the vectors.
 * Building and catching up add vectors in chunks with the lock released, so writes and
   searches are never stalled by them (at 1M vectors a build takes minutes; holding the lock
   for it once made StoreMemory miss its 10 s deadline). Only a resize of the live graph
@@ -80,7 +85,6 @@ class VectorIndex:
             self._present[seqs] = True
             if self._hnsw is not None:
                 self._hnsw_add(seqs, vectors)
-        self._maybe_build_hnsw()
 
     def _grow(self, needed: int) -> None:
         capacity = len(self._present)
@@ -139,10 +143,13 @@ class VectorIndex:
         """The k most similar (seqs, cosines), best first, among ``candidates`` (None: all)."""
         with self._lock:
             n_candidates = self.count if candidates is None else len(candidates)
-            if self._hnsw is not None and n_candidates > self.exact_max:
-                found = self._hnsw_top_k(query, candidates, k)
-                if found is not None:
-                    return found
+            if n_candidates > self.exact_max:
+                if self._hnsw is None:
+                    self._start_builder(self._load_or_build)  # answered exactly meanwhile
+                else:
+                    found = self._hnsw_top_k(query, candidates, k)
+                    if found is not None:
+                        return found
             pool = np.flatnonzero(self._present) if candidates is None else np.asarray(candidates, np.int64)
         sims = self.similarities(query, pool)
         valid = ~np.isnan(sims)
@@ -175,11 +182,6 @@ class VectorIndex:
     @property
     def hnsw_ready(self) -> bool:
         return self._hnsw is not None
-
-    def _maybe_build_hnsw(self) -> None:
-        if self._hnsw is not None or self.count <= self.exact_max:
-            return
-        self._start_builder(self.build_hnsw)
 
     def _start_builder(self, work: Callable[[], None]) -> None:
         with self._lock:
@@ -236,24 +238,26 @@ class VectorIndex:
             builder.join(timeout)
         return self._hnsw is not None
 
-    def load_or_schedule(self) -> None:
-        """At open: load the saved graph if it belongs to these vectors and catch up, else build."""
-        if self._sidecar is not None and self._load_sidecar():
-            return
-        self._maybe_build_hnsw()
+    def _load_or_build(self) -> None:
+        """The saved graph when it belongs to these vectors (caught up), else a new one."""
+        saved = self._load_sidecar() if self._sidecar is not None else None
+        if saved is None:
+            self.build_hnsw()
+        else:
+            self._finish(*saved)
 
-    def _load_sidecar(self) -> bool:
+    def _load_sidecar(self) -> tuple[hnswlib.Index, int] | None:
         assert self._sidecar is not None
         meta_path = self._sidecar.with_suffix(self._sidecar.suffix + ".json")
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
-            return False
+            return None
         present_max = int(np.flatnonzero(self._present).max()) if self.count else -1
         if meta.get("embedder") != self.embedder_name or meta.get("dim") != self.dim:
-            return False
+            return None
         if meta.get("max_seq", -1) > present_max:
-            return False  # the database is older than the graph (restored backup?): rebuild
+            return None  # the database is older than the graph (restored backup?): rebuild
         try:
             index = hnswlib.Index(space="ip", dim=self.dim)
             index.load_index(
@@ -261,13 +265,8 @@ class VectorIndex:
             )
         except (RuntimeError, OSError) as exc:
             log.warning("hnsw sidecar %s unreadable (%s); rebuilding", self._sidecar, exc)
-            return False
-        saved_max = int(meta["max_seq"])
-        if int(self._present[saved_max + 1 :].sum()) <= _INSTALL_TAIL:
-            self._finish(index, saved_max)
-        else:  # after a crash the catch-up can be long: the exact path answers meanwhile
-            self._start_builder(lambda: self._finish(index, saved_max))
-        return True
+            return None
+        return index, int(meta["max_seq"])
 
     def save(self) -> None:
         """Write the graph beside the database (atomically: temp files, then rename)."""
