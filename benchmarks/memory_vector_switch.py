@@ -43,7 +43,6 @@ def main() -> None:
     vectors = embedder.embed(texts)
     queries = embedder.embed([text for _, text in sentences(args.queries, seed=4)])
     index = VectorIndex(embedder.dim, embedder_name=embedder.name, exact_max=0)
-    index._maybe_build_hnsw = lambda: None  # type: ignore[method-assign]  # build explicitly, timed
     index.add(np.arange(args.total), vectors)
     started = time.perf_counter()
     index.build_hnsw()
