@@ -1037,7 +1037,8 @@ def _uuid4_factory(count: int) -> Callable[[], str]:
     raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    hexes = iter(raw.tobytes().hex()[i : i + 32] for i in range(0, 32 * count, 32))
+    joined = raw.tobytes().hex()  # once: inside the generator it would be redone per id
+    hexes = iter([joined[i : i + 32] for i in range(0, 32 * count, 32)])
 
     def new_id() -> str:
         h = next(hexes, None) or uuid.uuid4().hex
