@@ -99,9 +99,9 @@ def fill(path: str, size: int, *, wait_hnsw: bool) -> tuple[list[str], float]:
     import_jsonl(store, jsonl_lines(size, contacts))
     seconds = time.perf_counter() - started
     if wait_hnsw:
-        # Above 100k vectors a background hnswlib build starts during the import; waiting for it
-        # lets close() save it, so the server loads it instead of rebuilding it (one core busy
-        # for minutes) while the searches are timed. --during-build measures that case instead.
+        # If an hnswlib build was started (since 341411c only a search with more candidates than
+        # the exact switch point starts one), let it finish so that close() saves it and the
+        # server loads it instead of rebuilding it while being timed. --during-build skips this.
         store.vectors.wait_for_hnsw()
     store.close()
     return contacts, size / seconds
