@@ -159,3 +159,14 @@ def test_embedder_mismatch_is_refused_and_reembed_fixes_it(tmp_path: Path) -> No
     finally:
         store.close()
     open_store(path, embedder=OfflineEmbedder(dim=128)).close()  # now recorded as the embedder
+
+
+def test_the_store_connection_runs_without_late_materialization(tmp_path: Path) -> None:
+    """DuckDB 1.5 holds ~3 KB of native memory per ORDER BY ... LIMIT query while that
+    optimizer is on (benchmarks/duckdb_query_growth.py); the soak's RSS grew by it."""
+    store = open_store(str(tmp_path / "lm.duckdb"))
+    try:
+        setting = store._con.execute("SELECT current_setting('disabled_optimizers')").fetchone()
+        assert setting is not None and "late_materialization" in str(setting[0]).lower()
+    finally:
+        store.close()

@@ -14,8 +14,9 @@ Design notes:
 * Embeddings are float32 bytes in a BLOB (row-aligned with the memory, so a commit has both).
 * JSON-ish values (metadata, tags, custom_fields, properties) are stored as JSON text.
 * Times are TIMESTAMP in UTC (naive in the database, made timezone-aware when read).
-* Document frequencies are not stored: the BM25 query counts them from ``postings`` in the same
-  scan that finds the matches, so a write only appends rows (no hot counter rows to update).
+* Document frequencies are not stored: they are tallied from ``postings`` when the store opens
+  and kept in memory (duckdb_store.CorpusStats), so a write only appends rows (no hot counter
+  rows to update).
 """
 
 from __future__ import annotations
