@@ -98,10 +98,10 @@ def lance_searches(workdir: str, size: int, contacts: list[str]) -> dict[str, Ca
         ),
         mode="overwrite",
     )
-    with warnings.catch_warnings():  # create_fts_index is deprecated in 0.40 but still the simple call
+    with warnings.catch_warnings():  # deprecated in 0.40 in favour of create_index(config=...)
         warnings.simplefilter("ignore")
         table.create_fts_index("content", replace=True)
-    table.create_scalar_index("contact_id")  # its prefilter's best case: a BTREE on the scoping column
+        table.create_scalar_index("contact_id")  # its prefilter's best case: a BTREE on the scoping column
     query_vectors: dict[str, Any] = {q: embedder.embed([q])[0] for q in QUERIES}
     linear = LinearCombinationReranker(
         weight=DEFAULT_WEIGHTS.vector / (DEFAULT_WEIGHTS.vector + DEFAULT_WEIGHTS.keyword)

@@ -61,13 +61,14 @@ SERVER = textwrap.dedent(
     """
     import asyncio, sys, time
     from ventros_server.memory import MemoryService, open_store
-    from ventros_server.server import build_server
+    from ventros_server.server import build_server, tune_gc
 
     async def main():
         started = time.perf_counter()
         store = open_store(sys.argv[1])
         print(f"open {time.perf_counter() - started:.2f}", flush=True)
         server, _ = build_server([MemoryService(store)])
+        tune_gc()  # as `ventros serve` does once loaded (server.tune_gc)
         await server.start("127.0.0.1", 0)
         print(server._server.sockets[0].getsockname()[1], flush=True)
         try:
