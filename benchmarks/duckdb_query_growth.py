@@ -12,11 +12,14 @@ its "is this contact known": EXISTS; the graph's edge fetch: LIMIT).
 from __future__ import annotations
 
 import argparse
-import ctypes
+import sys
+from pathlib import Path
 
 import duckdb
 
-MiB = 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.memprobe import MiB, libc  # glibc mallinfo2, declared once
+
 SHAPES = {
     "order_by_limit": "SELECT id, content FROM messages WHERE contact_id = ? ORDER BY sent_at DESC, id DESC LIMIT 20",
     "exists": "SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = ?)",
@@ -24,28 +27,6 @@ SHAPES = {
     "full_scan_count": "SELECT count(*) FROM messages WHERE contact_id = ?",
 }
 SETTINGS = {"default": None, "no_late_materialization": "SET disabled_optimizers = 'late_materialization'"}
-
-
-class Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = Mallinfo2
 
 
 def in_use() -> float:
