@@ -18,9 +18,9 @@ DuckDB holds the vectors durably; this index is *derived state* rebuilt from it:
   it is loaded and caught up with every seq above the one it was saved at (a crash, kill -9,
   just means a longer catch-up), or rebuilt when it does not match the vectors.
 * Building and catching up add vectors in chunks with the lock released, so writes and
-  searches are never stalled by them (at 1M vectors a build takes minutes; holding the lock
-  for it once made StoreMemory miss its 10 s deadline). Only a resize of the live graph
-  (a copy, once per doubling) still holds the lock.
+  searches are never stalled by them (at 1M vectors a build takes minutes, and StoreMemory
+  takes this lock after its commit). Only a resize of the live graph (a copy, once per
+  doubling) still holds the lock.
 """
 
 from __future__ import annotations
