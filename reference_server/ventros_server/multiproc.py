@@ -1,6 +1,6 @@
 """Serve one port from several processes (SO_REUSEPORT), and uvloop when it is installed.
 
-A grpclib server is one asyncio loop on one core. ``serve_workers(make_services, host, port,
+A grpclib server is one asyncio loop on one core. ``start_workers(make_services, host, port,
 workers)`` starts ``workers`` processes; each builds its own services with ``make_services()``
 and its own server (ventros_server.server.build_server), and listens on the same host:port
 with SO_REUSEPORT, so the kernel spreads incoming *connections* over the processes. A single
@@ -18,6 +18,9 @@ Constraints that follow:
   read_only=True)``; StoreMemory must then go to a single writer), or ``:memory:`` stores that
   each worker fills from the same data set (demo/benchmark use only: writes are not shared).
 * Health is per process: a health check reaches whichever worker the kernel picked.
+
+``ventros serve --workers N`` uses ``serve_app_workers``: each worker is a whole
+``ventros_server.app`` agent server (keys, TLS, rate limit, graceful drain).
 
 ``uvloop`` is used when it is installed (``use_uvloop=None``), else asyncio's default loop.
 """
@@ -206,38 +209,6 @@ def start_workers(
         WorkerGroup(processes, host, port, reservation).stop(timeout=2)
         raise
     return WorkerGroup(processes, host, port, reservation)
-
-
-def serve_workers(
-    make_services: ServicesFactory,
-    host: str = "127.0.0.1",
-    port: int = 50051,
-    workers: int | None = None,
-    *,
-    use_uvloop: bool | None = None,
-    coalesce: bool = True,
-    announce: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until SIGINT/SIGTERM with ``workers`` processes on host:port (what a CLI calls)."""
-    group = start_workers(make_services, host, port, workers, use_uvloop=use_uvloop, coalesce=coalesce)
-    (announce or log.info)(f"{len(group.processes)} workers listening on {group.address}")
-    stopping = False
-
-    def on_signal(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stopping:
-            if not group.alive():
-                log.error("a worker exited unexpectedly; stopping the others")
-                break
-            time.sleep(0.2)
-    finally:
-        group.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 # -- `ventros serve --workers N`: the full agent service (auth, TLS, limits, drain) per worker --
