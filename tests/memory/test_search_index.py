@@ -1,6 +1,7 @@
-"""The in-memory search state (contact_index.py, edge_index.py) against its source, DuckDB.
+"""The in-memory search state (contact_index.py, edge_index.py, memory_rows.py) against its
+source, DuckDB.
 
-A search reads only these derived structures (and DuckDB for the final rows), so: they must be
+A search reads only these derived structures, not DuckDB, so: they must be
 updated by every committed write (read-your-writes), an index rebuilt from the file must equal
 the one maintained write by write, and its answers must match what the tables say.
 """
@@ -12,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ventros_server.memory import DuckDBStore, make_embedder, ranking, text
 from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
@@ -73,6 +75,41 @@ def test_reopened_index_equals_the_one_maintained_by_writes(tmp_path: Path) -> N
     assert ("prod-9", "cat-audio", "in_category", 1.0) in [e[:4] for e in edges]
     # The imported 0.9 raised the 0.6 edge that the first memory's link had created.
     assert [e[3] for e in edges if e[:3] == (JOAO, "prod-9", "purchased")] == [pytest.approx(0.9)]
+
+
+def table_rows(store: DuckDBStore) -> list[tuple[object, ...]]:
+    return [
+        (seq, mid, cid, content, mtype, metadata, created.replace(tzinfo=UTC))
+        for seq, mid, cid, content, mtype, metadata, created in store._con.execute(
+            "SELECT seq, id, contact_id, content, memory_type, metadata, created_at FROM memories ORDER BY seq"
+        ).fetchall()
+    ]
+
+
+def test_memory_rows_equal_the_table_when_written_and_when_reloaded(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    with open_file(path) as store:
+        write_history(store)
+        store.store_memory(
+            NewMemory(JOAO, "Reclamação: não recebeu o pedido 🙁", "complaint", metadata={"canal": "WhatsApp"},
+                      created_at=datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC))
+        )  # fmt: skip
+        expected = table_rows(store)
+        assert store.rows.fetch([r[0] for r in expected]) == expected
+    with open_file(path) as reopened:
+        assert reopened.rows.fetch([r[0] for r in expected]) == expected
+        write_history(reopened)  # appends after the loaded rows
+        everything = table_rows(reopened)
+        assert reopened.rows.fetch([r[0] for r in everything]) == everything
+    assert expected[-1][3:6] == ("Reclamação: não recebeu o pedido 🙁", "complaint", '{"canal": "WhatsApp"}')
+    assert expected[-1][6] == datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
+
+
+def test_memory_rows_fetch_skips_unknown_seqs_and_keeps_the_order_asked(store: DuckDBStore) -> None:
+    write_history(store)
+    assert [r[0] for r in store.rows.fetch([7, 2, 10**9, -1, 5])] == [7, 2, 5]
+    with pytest.raises(ValueError, match="increasing seq"):
+        store.rows.add([], np.array([0]))
 
 
 def test_each_write_is_searchable_through_the_index_at_once(store: DuckDBStore) -> None:

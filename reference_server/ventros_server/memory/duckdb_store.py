@@ -40,6 +40,7 @@ from . import churn, graph, ranking, schema, text
 from .contact_index import ContactIndex, ContactView, NewRows
 from .edge_index import EdgeIndex
 from .embedders import Embedder
+from .memory_rows import MemoryRows
 from .store import (
     Contact,
     ContactContext,
@@ -108,7 +109,6 @@ def _naive(value: datetime) -> datetime:
 
 
 _FIXED_WIDTH_MAX = 64
-_MEMORY_COLUMNS = "seq, id, contact_id, content, memory_type, metadata, created_at"
 #: Up to this many rows a batch is sent as a VALUES list, above as a numpy scan (see _rows).
 _VALUES_MAX_ROWS = 64
 #: Stands for "no time" in numpy timestamp columns (they have no None); turned back into NULL.
@@ -176,6 +176,8 @@ class DuckDBStore:
             self.contacts.load(self._con)
             self.edges = EdgeIndex()
             self.edges.load(self._con)
+            self.rows = MemoryRows()
+            self.rows.load(self._con)
             self._load_vectors()
         except Exception:
             self._con.close()
@@ -320,6 +322,7 @@ class DuckDBStore:
                 )
             )
             self.edges.upsert(edges)
+            self.rows.add(records, seqs)
             self.vectors.add(seqs[embed_mask], vectors)
         for record, embedded, vector in zip(records, embed_mask, _spread(vectors, embed_mask), strict=True):
             record.embedding = vector if embedded else None
@@ -707,10 +710,11 @@ class DuckDBStore:
     def _memories_by_seq(
         self, contact_id: str, seqs: list[int], *, with_embedding: bool
     ) -> dict[int, MemoryRecord]:
-        """Memories of one contact by seq (their related entities from the contact index)."""
+        """Memories of one contact by seq (rows from memory_rows.py, their related entities from
+        the contact index)."""
         if not seqs:
             return {}
-        rows = self._rows_by_seq(seqs)
+        rows = self.rows.fetch(seqs)
         links = self._links_of(contact_id, seqs)
         records: dict[int, MemoryRecord] = {}
         for seq, mid, cid, content, mtype, metadata, created in rows:
@@ -730,31 +734,6 @@ class DuckDBStore:
                 if has and seq in records:
                     records[seq].embedding = vector
         return records
-
-    def _rows_by_seq(self, seqs: list[int]) -> list[tuple[Any, ...]]:
-        """The memory rows with these seqs.
-
-        ``WHERE seq IN (...)`` reads every column of every row group it cannot prune (DuckDB
-        filters after the scan): 14-18 ms at 300k memories for 10 rows. A rowid list, written as a
-        subquery, is fetched row by row: ~2 ms, flat in the table size (docs/memory.md). Memories
-        are only ever appended, in seq order, so rowid = seq; each row's seq is still checked,
-        and any seq not found that way is read with the scan.
-        """
-        wanted = set(seqs)
-        rows = [
-            row
-            for row in self._con.execute(
-                f"""SELECT {_MEMORY_COLUMNS} FROM memories
-                    WHERE rowid IN (SELECT unnest([{_ints(seqs)}]))"""
-            ).fetchall()
-            if row[0] in wanted
-        ]
-        missing = wanted - {row[0] for row in rows}
-        if missing:
-            rows += self._con.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE seq IN ({_ints(missing)})"
-            ).fetchall()
-        return rows
 
     def _links_of(self, contact_id: str, seqs: list[int]) -> dict[int, list[RelatedRef]]:
         view = self.contacts.view(contact_id)
@@ -1061,11 +1040,6 @@ def _strs(values: Iterable[str]) -> str:
     backslash escapes in plain literals). Lists of ids go in as literals rather than a list
     parameter: the IN list is pushed into the scan, and no Python object is converted."""
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) or "NULL"
-
-
-def _ints(values: Iterable[Any]) -> str:
-    """A SQL list of integer literals (int() makes injection impossible)."""
-    return ", ".join(str(int(v)) for v in values) or "NULL"
 
 
 def _python(value: Any) -> Any:
