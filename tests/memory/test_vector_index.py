@@ -108,3 +108,42 @@ def test_the_graph_is_built_only_when_a_search_has_more_candidates_than_the_swit
     assert index.wait_for_hnsw(timeout=30)
     seqs, _ = index.top_k(rows[180], np.arange(200), 1)
     assert int(seqs[0]) == 180
+
+
+def test_contact_blocks_give_the_same_scores_as_gathering_as_the_contact_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(vectors_mod, "BLOCK_MIN", 8)
+    rng = np.random.default_rng(3)
+    index = VectorIndex(DIM, embedder_name="t")
+    # Two contacts interleaved by seq; contact "a" owns the even seqs; 10 has no vector (a
+    # memory stored with auto_embed off), nor has 40 yet.
+    index.add(np.array([s for s in range(40) if s != 10]), unit_rows(rng, 39))
+    a_seqs = np.arange(0, 42, 2)
+    query = unit_rows(rng, 1)[0]
+
+    def check(seqs: np.ndarray) -> None:
+        got = index.contact_similarities(query, "a", seqs)
+        np.testing.assert_allclose(got, index.similarities(query, seqs), rtol=1e-6, equal_nan=True)
+
+    check(a_seqs)
+    assert np.isnan(index.contact_similarities(query, "a", a_seqs)[-1])
+    assert np.isnan(index.contact_similarities(query, "a", a_seqs)[5])
+    index.add(np.array([40, 44]), unit_rows(rng, 2))  # 40 gains a vector: the block is stale
+    check(np.append(a_seqs, 44))  # the block is rebuilt (40 scored) and extended (44)
+    assert np.isnan(index.contact_similarities(query, "a", np.append(a_seqs, 44))).sum() == 1
+    index.add(np.arange(45, 60), unit_rows(rng, 15))
+    check(np.append(a_seqs, [44, 46, 48, 50]))  # extended again, in place
+
+
+def test_contact_blocks_stay_within_their_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectors_mod, "BLOCK_MIN", 4)
+    rng = np.random.default_rng(4)
+    index = VectorIndex(DIM, embedder_name="t")
+    index.add(np.arange(0, 400), unit_rows(rng, 400))
+    index._blocks._budget = 3 * 100 * DIM * 4  # three contacts of 100 vectors
+    query = unit_rows(rng, 1)[0]
+    for contact in range(4):
+        index.contact_similarities(query, f"c{contact}", np.arange(contact, 400, 4))
+    assert list(index._blocks._blocks) == ["c1", "c2", "c3"]  # the least recently used went
+    assert index._blocks._bytes <= index._blocks._budget

@@ -597,45 +597,51 @@ class DuckDBStore:
         with self._lock:
             # The contact's memories (of the given types), postings and links: contact_index.py.
             view = self.contacts.view(contact_id, query.memory_types)
-            candidates = view.candidates
             vector = (
-                self._vector_scores(query_vector, candidates, query.limit) if query_vector is not None else {}
+                self._vector_scores(query_vector, contact_id, view, query.limit)
+                if query_vector is not None
+                else ranking.NO_SCORES
             )
-            keyword = self._keyword_scores(query.query, view) if weights.keyword > 0 else {}
-            graph_scores = self._graph_scores(contact_id, query.query, view) if weights.graph > 0 else {}
-            fused = ranking.fuse(weights, vector, keyword, graph_scores)
-            ranked = sorted(fused.items(), key=lambda item: (-item[1][0], -item[0]))[: query.limit]
+            keyword = self._keyword_scores(query.query, view) if weights.keyword > 0 else ranking.NO_SCORES
+            graph_scores = (
+                _as_scores(self._graph_scores(contact_id, query.query, view))
+                if weights.graph > 0
+                else ranking.NO_SCORES
+            )
+            fused = ranking.fuse(weights, vector, keyword, graph_scores, query.limit)
             records = self._memories_by_seq(
-                contact_id, [seq for seq, _ in ranked], with_embedding=query.with_embedding
+                contact_id, [seq for seq, _, _ in fused.top], with_embedding=query.with_embedding
             )
         return SearchResult(
-            memories=[ScoredMemory(records[seq], score, parts) for seq, (score, parts) in ranked],
-            total_count=len(fused),
-            vector_matches=len(vector),
-            keyword_matches=len(keyword),
-            graph_matches=len(graph_scores),
+            memories=[ScoredMemory(records[seq], score, parts) for seq, score, parts in fused.top],
+            total_count=fused.total,
+            vector_matches=len(vector[0]),
+            keyword_matches=len(keyword[0]),
+            graph_matches=len(graph_scores[0]),
             weights=weights,
         )
 
     def _vector_scores(
-        self, query_vector: np.ndarray, candidates: np.ndarray, limit: int
-    ) -> dict[int, float]:
+        self, query_vector: np.ndarray, contact_id: str, view: ContactView, limit: int
+    ) -> ranking.Scores:
         """Cosine (clipped at 0) of every candidate above vector_min_similarity.
 
         Exact over all candidates up to the switch point; beyond it only the top
         max(10 * limit, 200) are scored (by hnswlib, or exactly while its graph is being
         built), so vector_matches is then a lower bound.
         """
+        candidates = view.candidates
         if len(candidates) == 0:
-            return {}
+            return ranking.NO_SCORES
         if len(candidates) <= self.vectors.exact_max:
-            seqs, sims = candidates, self.vectors.similarities(query_vector, candidates)
+            every = self.vectors.contact_similarities(query_vector, contact_id, view.memories["seq"])
+            seqs, sims = candidates, every[view.allowed]
         else:
             seqs, sims = self.vectors.top_k(query_vector, candidates, max(10 * limit, 200))
         keep = ~np.isnan(sims) & (sims >= self.vector_min_similarity)
-        return {int(s): float(min(max(v, 0.0), 1.0)) for s, v in zip(seqs[keep], sims[keep], strict=True)}
+        return seqs[keep], np.clip(sims[keep].astype(np.float64), 0.0, 1.0)
 
-    def _keyword_scores(self, query: str, view: ContactView) -> dict[int, float]:
+    def _keyword_scores(self, query: str, view: ContactView) -> ranking.Scores:
         """BM25 (k1=1.2, b=0.75) of the candidates that contain at least one query term.
 
         Corpus statistics (document frequencies, N, average length) are global: a word common
@@ -644,10 +650,10 @@ class DuckDBStore:
         """
         terms = np.unique(text.term_hashes([query]).hash)
         if len(terms) == 0 or len(view.postings) == 0:
-            return {}
+            return ranking.NO_SCORES
         hits = view.postings[np.isin(view.postings["term"], terms)]
         if len(hits) == 0:
-            return {}
+            return ranking.NO_SCORES
         idf = np.array([self.corpus.idf(int(t)) for t in terms])
         k1, b = ranking.BM25_K1, ranking.BM25_B
         tf = hits["tf"].astype(np.float64)
@@ -655,10 +661,9 @@ class DuckDBStore:
         weight = idf[np.searchsorted(terms, hits["term"])] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length))
         positions = np.unique(hits["pos"])
         totals = np.bincount(hits["pos"], weights=weight, minlength=len(view.memories))[positions]
-        raw = dict(zip(view.memories["seq"][positions].tolist(), totals.tolist(), strict=True))
         known = np.array([bool(self.corpus.df.get(int(t))) for t in terms])
         ceiling = float(idf[known].sum()) * (k1 + 1)
-        return ranking.normalise_keyword(raw, ceiling)
+        return ranking.normalise_keyword(view.memories["seq"][positions], totals, ceiling)
 
     def _graph_scores(self, contact_id: str, query: str, view: ContactView) -> dict[int, float]:
         """GRAPH source (docs/contract.md): memories linked to entities the query names, or to
@@ -1088,4 +1093,10 @@ def _named_entities(query: str, entities: set[tuple[str, str | None]]) -> set[st
     return named
 
 
+def _as_scores(scores: dict[int, float]) -> ranking.Scores:
+    seqs = np.fromiter(scores, dtype=np.int64, count=len(scores))
+    return seqs, np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+
+
 __all__ = ["DuckDBStore"]
+

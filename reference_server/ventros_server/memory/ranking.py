@@ -17,6 +17,10 @@ In a single-source mode that source weighs 1.0 and the others 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from .store import FusionWeights, SearchMode
 
 #: Tuned on benchmarks/retrieval_eval.py (see docs/memory.md for the figures).
@@ -38,33 +42,73 @@ def mode_weights(mode: SearchMode, hybrid: FusionWeights) -> FusionWeights:
     return hybrid
 
 
-def normalise_keyword(raw: dict[int, float], ceiling: float) -> dict[int, float]:
-    if not raw:
-        return {}
-    scale = max(max(raw.values()), KEYWORD_CEILING_SHARE * ceiling, 1e-9)
-    return {seq: min(score / scale, 1.0) for seq, score in raw.items()}
+#: A source's matches: memory seqs (unique) and their scores in [0, 1], aligned.
+Scores = tuple[np.ndarray, np.ndarray]
+NO_SCORES: Scores = (np.empty(0, np.int64), np.empty(0, np.float64))
 
 
-def fuse(
-    weights: FusionWeights,
-    vector: dict[int, float],
-    keyword: dict[int, float],
-    graph: dict[int, float],
-) -> dict[int, tuple[float, dict[str, float]]]:
-    """seq -> (fused score, per-source scores) for every memory some weighted source matched."""
-    total = weights.vector + weights.keyword + weights.graph
+def normalise_keyword(seqs: np.ndarray, raw: np.ndarray, ceiling: float) -> Scores:
+    if len(raw) == 0:
+        return NO_SCORES
+    scale = max(float(raw.max()), KEYWORD_CEILING_SHARE * ceiling, 1e-9)
+    return seqs, np.minimum(raw / scale, 1.0)
+
+
+@dataclass
+class Fused:
+    total: int  # memories some weighted source matched
+    #: the best ``limit`` of them, best first (ties: higher seq first): (seq, fused score,
+    #: the score of each weighted source that matched it)
+    top: list[tuple[int, float, dict[str, float]]]
+
+
+def fuse(weights: FusionWeights, vector: Scores, keyword: Scores, graph: Scores, limit: int) -> Fused:
+    """Weighted fusion (module docstring) of every memory a weighted source matched, ranked.
+
+    In numpy: a hot contact's vector source alone matches thousands of memories, and a Python
+    loop over them cost more than the search (3.9 ms of ~8 ms, 10,000 memories, cProfile).
+    """
     sources = [
-        ("vector", weights.vector, vector),
-        ("keyword", weights.keyword, keyword),
-        ("graph", weights.graph, graph),
+        (name, weight, *_ascending(seqs, np.asarray(scores, np.float64)))
+        for name, weight, (seqs, scores) in (
+            ("vector", weights.vector, vector),
+            ("keyword", weights.keyword, keyword),
+            ("graph", weights.graph, graph),
+        )
+        if weight > 0 and len(seqs)
     ]
-    fused: dict[int, tuple[float, dict[str, float]]] = {}
-    seqs: set[int] = set()
-    for _, weight, scores in sources:
-        if weight > 0:
-            seqs.update(scores)
-    for seq in seqs:
-        parts = {name: scores[seq] for name, weight, scores in sources if weight > 0 and seq in scores}
-        score = sum(weight * scores.get(seq, 0.0) for _, weight, scores in sources) / total
-        fused[seq] = (min(max(score, 0.0), 1.0), parts)
-    return fused
+    if not sources:
+        return Fused(0, [])
+    every = np.unique(np.concatenate([seqs for _, _, seqs, _ in sources]))
+    total = np.zeros(len(every))
+    for _, weight, seqs, scores in sources:  # in this order, as a sum over the sources would
+        total[np.searchsorted(every, seqs)] += weight * scores
+    fused = np.clip(total / (weights.vector + weights.keyword + weights.graph), 0.0, 1.0)
+    best = _best(every, fused, limit)
+    top = []
+    for seq, score in zip(every[best].tolist(), fused[best].tolist(), strict=True):
+        parts = {}
+        for name, _, seqs, scores in sources:
+            at = int(np.searchsorted(seqs, seq))
+            if at < len(seqs) and seqs[at] == seq:
+                parts[name] = float(scores[at])
+        top.append((seq, score, parts))
+    return Fused(len(every), top)
+
+
+def _best(seqs: np.ndarray, scores: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` best (score descending, then seq descending)."""
+    if len(scores) > limit:
+        threshold = np.partition(scores, len(scores) - limit)[len(scores) - limit]
+        pool = np.flatnonzero(scores >= threshold)  # ties with the last kept included
+    else:
+        pool = np.arange(len(scores))
+    order = np.lexsort((-seqs[pool], -scores[pool]))
+    return pool[order][:limit]
+
+
+def _ascending(seqs: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(seqs) < 2 or (seqs[1:] > seqs[:-1]).all():
+        return seqs, scores
+    order = np.argsort(seqs)
+    return seqs[order], scores[order]
