@@ -41,6 +41,7 @@ from .contact_index import ContactIndex, ContactView, NewRows
 from .edge_index import EdgeIndex
 from .embedders import Embedder
 from .memory_rows import MemoryRows
+from .node_index import MESSAGES, PROFILE, NodeIndex
 from .store import (
     Contact,
     ContactContext,
@@ -178,6 +179,8 @@ class DuckDBStore:
             self.edges.load(self._con)
             self.rows = MemoryRows()
             self.rows.load(self._con)
+            self.nodes = NodeIndex(self._lock)
+            self.nodes.load(self._con)
             self._load_vectors()
         except Exception:
             self._con.close()
@@ -323,6 +326,7 @@ class DuckDBStore:
             )
             self.edges.upsert(edges)
             self.rows.add(records, seqs)
+            self.nodes.add_linked(records)
             self.vectors.add(seqs[embed_mask], vectors)
         for record, embedded, vector in zip(records, embed_mask, _spread(vectors, embed_mask), strict=True):
             record.embedding = vector if embedded else None
@@ -505,6 +509,7 @@ class DuckDBStore:
                        nullif(created_at, ?) FROM incoming""",
                     [_naive(_EPOCH)],
                 )
+                self.nodes.add_contacts(batch["id"])
         return len(contacts)
 
     def add_entities(self, entities: Iterable[Entity]) -> int:
@@ -518,6 +523,7 @@ class DuckDBStore:
         if entities:
             with self._lock, self._transaction(), self._registered("incoming", batch):
                 self._con.execute("INSERT OR REPLACE INTO entities SELECT * FROM incoming")
+                self.nodes.add_entities(entities)
         return len(entities)
 
     def add_edges(self, edges: Iterable[EdgeRecord]) -> int:
@@ -563,6 +569,7 @@ class DuckDBStore:
                 f"INSERT INTO {table} SELECT DISTINCT ON (id) * FROM incoming i "
                 f"WHERE i.id NOT IN (SELECT id FROM {table})"
             )
+            self.nodes.add_contacts(batch["contact_id"], table)
             return int(self._scalar(f"SELECT count(*) FROM {table}") - before)
 
     def _transaction(self) -> _Transaction:
@@ -679,10 +686,7 @@ class DuckDBStore:
         entity_ids = self.contacts.entities.names
         codes = np.unique(view.links["entity"])
         linked = [entity_ids[c] for c in codes.tolist()]
-        properties = dict(
-            self._con.execute(f"SELECT id, properties FROM entities WHERE id IN ({_strs(linked)})").fetchall()
-        )
-        named = _named_entities(query, {(eid, properties.get(eid)) for eid in linked})
+        named = _named_entities(query, {(eid, self.nodes.properties(eid)) for eid in linked})
         reach = graph.best_paths(contact_id, self._fetch_edges_untimed, CONTEXT_GRAPH_DEPTH)
         scores: dict[int, float] = {}
         seqs = view.memories["seq"]
@@ -762,10 +766,12 @@ class DuckDBStore:
         contact_id = contact_id.lower()
         with self._lock:
             profile = self._profile(contact_id)
-            known = profile is not None or self._scalar(
-                """SELECT EXISTS (SELECT 1 FROM memories WHERE contact_id = $c)
-                          OR EXISTS (SELECT 1 FROM messages WHERE contact_id = $c)""",
-                {"c": contact_id},
+            # A profile, a memory or a message makes a contact known (from the indexes: an
+            # EXISTS query held ~0.5 KB of DuckDB's native memory per call, docs/operations.md).
+            known = (
+                profile is not None
+                or self._has_memories(contact_id)
+                or bool(self.nodes.contact_flags(contact_id) & MESSAGES)
             )
             if not known:
                 return None
@@ -797,11 +803,13 @@ class DuckDBStore:
     ) -> list[MemoryRecord]:
         sql = "SELECT seq FROM memories WHERE contact_id = ?"
         params: list[Any] = [contact_id]
-        if entity_types:
-            sql += f" AND memory_type IN ({_strs(sorted(entity_types))})"
+        if entity_types:  # list_contains, not an IN list: DuckDB holds memory per IN-list query
+            sql += " AND list_contains(?, memory_type)"
+            params.append(sorted(entity_types))
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
         params.append(limit)
-        seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
+        with _without_pandas_probe():
+            seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
         records = self._memories_by_seq(contact_id, seqs, with_embedding=False)
         return [records[s] for s in seqs if s in records]
 
@@ -836,65 +844,86 @@ class DuckDBStore:
 
         Privacy: only the contact ``reveal`` (the one a context is about) gets its name, tier and
         e-mail as properties; any other contact is an id with type "contact" and nothing else,
-        so an agent serving one customer never receives another customer's personal data."""
-        found: dict[str, Entity] = {}
-        for eid, etype, props in self._con.execute(
-            f"SELECT id, type, properties FROM entities WHERE id IN ({_strs(ids)})"
-        ).fetchall():
-            found[eid] = Entity(eid, etype, json.loads(props) if props else {})
-        for cid, name, tier, email in self._con.execute(
-            f"SELECT id, name, tier, email FROM contacts WHERE id IN ({_strs(ids)})"
-        ).fetchall():
-            if cid not in found:
-                props = {k: v for k, v in (("name", name), ("tier", tier), ("email", email)) if v}
-                found[cid] = Entity(cid, "contact", props if cid == reveal else {})
-        missing = [i for i in ids if i not in found]
-        if missing:
-            for (cid,) in self._con.execute(
-                f"""SELECT DISTINCT contact_id FROM (
-                       SELECT contact_id FROM memories UNION ALL SELECT contact_id FROM messages
-                       UNION ALL SELECT contact_id FROM purchases) WHERE contact_id IN ({_strs(missing)})"""
-            ).fetchall():
-                found[cid] = Entity(cid, "contact", {})
-        return [found.get(i, Entity(i, "unknown", {})) for i in ids]
+        so an agent serving one customer never receives another customer's personal data.
+
+        Resolved from the in-memory indexes (node_index.py, contact_index.py): DuckDB 1.5.5 kept
+        ~2 KB of native memory per ``id IN (...)`` lookup this used to make."""
+        return [self._node_of(i, reveal) for i in ids]
+
+    def _node_of(self, node_id: str, reveal: str | None) -> Entity:
+        entity = self.nodes.entity(node_id)
+        if entity is not None:
+            etype, props = entity
+            return Entity(node_id, etype, json.loads(props) if props else {})
+        flags = self.nodes.contact_flags(node_id)
+        if flags & PROFILE and node_id == reveal:
+            return Entity(node_id, "contact", self._revealed_properties(node_id))
+        if flags or self._has_memories(node_id):
+            return Entity(node_id, "contact", {})
+        return Entity(node_id, "unknown", {})
+
+    def _revealed_properties(self, contact_id: str) -> dict[str, str]:
+        row = self._con.execute(
+            "SELECT name, tier, email FROM contacts WHERE id = ?", [contact_id]
+        ).fetchone()
+        name, tier, email = row if row else (None, None, None)
+        return {k: v for k, v in (("name", name), ("tier", tier), ("email", email)) if v}
+
+    def _has_memories(self, contact_id: str) -> bool:
+        return len(self.contacts.view(contact_id).memories) > 0
 
     def _stats(self, contact_id: str, profile: Contact | None) -> ContactStats:
+        """Counts, lifetime value, first/last activity and churn inputs: one aggregate per table
+        (UNION ALL). Scalar subqueries and a correlated EXISTS held 2.9 KB of DuckDB's native
+        memory per call, this shape none (docs/operations.md "Soak"); memories with a complaint
+        link come from the contact index."""
         now = self.clock()
         since = _naive(now - timedelta(days=churn.WINDOW_DAYS))
-        row = self._con.execute(
-            """SELECT
-                 (SELECT count(*) FROM messages WHERE contact_id = $c),
-                 (SELECT count(*) FROM purchases WHERE contact_id = $c),
-                 (SELECT coalesce(sum(amount), 0) FROM purchases WHERE contact_id = $c),
-                 (SELECT min(t) FROM (
-                     SELECT min(sent_at) t FROM messages WHERE contact_id = $c
-                     UNION ALL SELECT min(purchased_at) FROM purchases WHERE contact_id = $c
-                     UNION ALL SELECT min(created_at) FROM memories WHERE contact_id = $c)),
-                 (SELECT max(t) FROM (
-                     SELECT max(sent_at) t FROM messages WHERE contact_id = $c
-                     UNION ALL SELECT max(purchased_at) FROM purchases WHERE contact_id = $c
-                     UNION ALL SELECT max(created_at) FROM memories WHERE contact_id = $c)),
-                 (SELECT count(*) FROM messages WHERE contact_id = $c AND is_inbound AND sent_at >= $since)
-                   + (SELECT count(*) FROM purchases WHERE contact_id = $c AND purchased_at >= $since),
-                 (SELECT count(*) FROM memories m WHERE contact_id = $c AND created_at >= $since AND (
-                     list_contains($types, memory_type)
-                     OR EXISTS (SELECT 1 FROM memory_links l WHERE l.seq = m.seq AND l.relationship = $rel)))
-            """,
-            {
-                "c": contact_id,
-                "since": since,
-                "types": list(churn.COMPLAINT_TYPES),
-                "rel": churn.COMPLAINT_RELATIONSHIP,
-            },
-        ).fetchone()
-        assert row is not None
-        messages, purchases, ltv, first, last, interactions, complaints = row
-        first_contact = min(
-            (t for t in (_utc(first), profile.created_at if profile else None) if t is not None), default=None
-        )
-        last_activity = _utc(last)
-        risk = churn.churn_risk(churn.ChurnInputs(last_activity, int(interactions), int(complaints)), now)
+        with _without_pandas_probe():
+            rows = self._con.execute(
+                """SELECT 0, count(*), 0.0, min(sent_at), max(sent_at),
+                          count(*) FILTER (WHERE is_inbound AND sent_at >= $since)
+                   FROM messages WHERE contact_id = $c
+                   UNION ALL
+                   SELECT 1, count(*), coalesce(sum(amount), 0), min(purchased_at), max(purchased_at),
+                          count(*) FILTER (WHERE purchased_at >= $since)
+                   FROM purchases WHERE contact_id = $c
+                   UNION ALL
+                   SELECT 2, 0, 0.0, min(created_at), max(created_at),
+                          count(*) FILTER (WHERE created_at >= $since AND (
+                              list_contains($types, memory_type) OR list_contains($linked, seq)))
+                   FROM memories WHERE contact_id = $c""",
+                {
+                    "c": contact_id,
+                    "since": since,
+                    "types": list(churn.COMPLAINT_TYPES),
+                    "linked": self._complaint_linked(contact_id),
+                },
+            ).fetchall()
+        by_part = {part: rest for part, *rest in rows}
+        messages, _, first_m, last_m, inbound = by_part[0]
+        purchases, ltv, first_p, last_p, bought = by_part[1]
+        _, _, first_r, last_r, complaints = by_part[2]
+        created = profile.created_at if profile else None
+        first_contact = min(self._times(first_m, first_p, first_r, created), default=None)
+        last_activity = max(self._times(last_m, last_p, last_r), default=None)
+        inputs = churn.ChurnInputs(last_activity, int(inbound) + int(bought), int(complaints))
+        risk = churn.churn_risk(inputs, now)
         return ContactStats(int(messages), int(purchases), float(ltv), first_contact, last_activity, risk)
+
+    @staticmethod
+    def _times(*values: datetime | None) -> list[datetime]:
+        """The values that are times, in UTC."""
+        return [t for t in map(_utc, values) if t is not None]
+
+    def _complaint_linked(self, contact_id: str) -> list[int]:
+        """Seqs of the contact's memories linked with churn.COMPLAINT_RELATIONSHIP."""
+        code = self.contacts.relationships.code.get(churn.COMPLAINT_RELATIONSHIP)
+        if code is None:
+            return []
+        view = self.contacts.view(contact_id)
+        positions = view.links["pos"][view.links["rel"] == code]
+        return view.memories["seq"][positions].tolist()
 
     # -- knowledge graph ------------------------------------------------------------------------
 
@@ -1099,4 +1128,3 @@ def _as_scores(scores: dict[int, float]) -> ranking.Scores:
 
 
 __all__ = ["DuckDBStore"]
-
