@@ -68,6 +68,54 @@ class EdgeIndex:
             )
         ]  # fmt: skip
 
+    def relevance(self, start: str, targets: Sequence[str], *, decay: float, max_visited: int) -> np.ndarray:
+        """Best-path relevance from ``start`` (graph.py's definition, depth <= 2) of each target,
+        0.0 for a target not within 2 hops: what GRAPH scoring needs, without walking the graph.
+
+        graph.best_paths walks every edge of every neighbour: for a contact linked to 2,000
+        products of a 100k-memory store, 24,000 edges and ~150 ms per search in Python. Here,
+        in numpy: a depth-1 relevance is the heaviest edge between start and the target; a
+        depth-2 path scores at most ``decay`` (weights are <= 1), so only targets whose depth-1
+        relevance is below ``decay`` need their own edges read, to find
+        max over start's neighbours m of  rel1(m) * w(m, target) * decay.
+        Like best_paths, depth 2 is skipped when depth 1 reached more than ``max_visited`` nodes.
+        """
+        out = np.zeros(len(targets))
+        code = self.nodes.code.get(start)
+        if code is None or not len(targets):
+            return out
+        near, near_rel = self._neighbours(code)
+        wanted = np.array([self.nodes.code.get(t, -1) for t in targets], dtype=np.int64)
+        found, at = _lookup(near, wanted)
+        out[found] = near_rel[at[found]]
+        if len(near) > max_visited:
+            return out
+        for i in np.flatnonzero((wanted >= 0) & (wanted != code) & (out < decay)).tolist():
+            target = int(wanted[i])
+            ends, weights = self._neighbour_edges(target)
+            keep = (ends != code) & (ends != target)
+            via, at = _lookup(near, ends[keep])
+            if via.any():
+                out[i] = max(out[i], float((near_rel[at[via]] * weights[keep][via]).max()) * decay)
+        return out
+
+    def _neighbour_edges(self, code: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each edge touching ``code``: the node at its other end and its weight in [0, 1]."""
+        rows = self._edges.rows[self._adjacent(code)]
+        ends = np.where(rows["from"] == code, rows["to"], rows["from"]).astype(np.int64)
+        return ends, np.clip(rows["weight"].astype(np.float64), 0.0, 1.0)
+
+    def _neighbours(self, code: int) -> tuple[np.ndarray, np.ndarray]:
+        """The nodes one edge from ``code`` (ascending, itself excluded) and the heaviest edge
+        weight to each."""
+        ends, weights = self._neighbour_edges(code)
+        keep = ends != code
+        ends, weights = ends[keep], weights[keep]
+        nodes, inverse = np.unique(ends, return_inverse=True)
+        best = np.zeros(len(nodes))
+        np.maximum.at(best, inverse, weights)
+        return nodes, best
+
     def export(self) -> list[tuple[str, str, str, float, int]]:
         """Every edge with names resolved, in insertion order (for tests)."""
         rows = self._edges.rows
@@ -193,3 +241,11 @@ class EdgeIndex:
         """Rebuild the shared adjacency arrays (after a bulk import: no object per node left)."""
         if self._adj_own:
             self._build_adjacency()
+
+
+def _lookup(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``values``: whether it is in ``sorted_values``, and where (valid where found)."""
+    if len(sorted_values) == 0:
+        return np.zeros(len(values), bool), np.zeros(len(values), np.int64)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values, at
