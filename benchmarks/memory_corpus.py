@@ -94,13 +94,27 @@ def sentences(count: int, seed: int = 1) -> Iterator[tuple[str, str]]:
         yield memory_type, f"{text} {extra}".strip()
 
 
-def memory_records(count: int, contacts: list[str], seed: int = 1) -> Iterator[dict[str, object]]:
-    """Importer records: memories spread evenly over ``contacts``."""
+def owner(i: int, count: int, contacts: list[str], hot: int) -> str:
+    """The contact of the i-th of ``count`` memories: with ``hot`` > 0, ``contacts[0]`` (the hot
+    contact) gets ``hot`` of them, spread evenly through the file; the rest go round-robin to
+    the other contacts."""
+    if hot <= 0 or len(contacts) < 2:
+        return contacts[i % len(contacts)]
+    step = max(count // hot, 1)
+    if i % step == 0 and i // step < hot:
+        return contacts[0]
+    return contacts[1 + i % (len(contacts) - 1)]
+
+
+def memory_records(
+    count: int, contacts: list[str], seed: int = 1, *, hot: int = 0
+) -> Iterator[dict[str, object]]:
+    """Importer records: memories spread evenly over ``contacts`` (``hot``: see owner())."""
     rng = random.Random(seed + 1)
     for i, (memory_type, content) in enumerate(sentences(count, seed)):
         yield {
             "kind": "memory",
-            "contact_id": contacts[i % len(contacts)],
+            "contact_id": owner(i, count, contacts, hot),
             "content": content,
             "memory_type": memory_type,
             "created_at": (START + timedelta(minutes=i)).isoformat(),
@@ -112,6 +126,6 @@ def memory_records(count: int, contacts: list[str], seed: int = 1) -> Iterator[d
         }
 
 
-def jsonl_lines(count: int, contacts: list[str], seed: int = 1) -> Iterator[str]:
-    for record in memory_records(count, contacts, seed):
+def jsonl_lines(count: int, contacts: list[str], seed: int = 1, *, hot: int = 0) -> Iterator[str]:
+    for record in memory_records(count, contacts, seed, hot=hot):
         yield json.dumps(record, ensure_ascii=False)

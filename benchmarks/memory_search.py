@@ -6,10 +6,13 @@
     python -m benchmarks.memory_search --no-peer        # skip LanceDB
 
 For each size: a DuckDB file is filled with the JSONL importer (size - 400 synthetic CRM
-memories, benchmarks/memory_corpus.py, 20 per contact; the 400 StoreMemory calls complete it), then a server process (`ventros_server.memory`
-behind build_server) is started on 127.0.0.1 and this process calls it through
-ventros.MemoryClient, one call at a time: p50 / p99 of the client-observed latency per mode,
-then StoreMemory calls per second (sequential, and 8 in flight), and the server's RSS.
+memories, benchmarks/memory_corpus.py, 20 per contact except one hot contact holding --hot of them
+(default 10,000, at most a quarter of the size); the 400 StoreMemory calls complete it), then a
+server process (`ventros_server.memory` behind build_server) is started on 127.0.0.1 and this
+process calls it through ventros.MemoryClient, one call at a time: p50 / p99 of the
+client-observed latency per mode, searching random contacts (row "ventros") and the hot contact
+(row "  hot"), then StoreMemory calls per second (sequential, and 8 in flight), and the server's
+RSS.
 
 Peer: LanceDB (embedded, in this process, no gRPC), same vectors and texts, vector search with a
 contact_id prefilter and its full-text search. It is used if importable, else installed with
@@ -40,7 +43,7 @@ import ventros  # noqa: E402
 from ventros import memory as pb  # noqa: E402
 from ventros_server.memory import import_jsonl, open_store  # noqa: E402
 
-from benchmarks.memory_corpus import contact_ids, jsonl_lines, sentences  # noqa: E402
+from benchmarks.memory_corpus import contact_ids, jsonl_lines, owner, sentences  # noqa: E402
 
 PEER_DIR = Path(tempfile.gettempdir()) / "ventros-bench-peers"
 QUERIES = [
@@ -93,11 +96,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def fill(path: str, size: int, *, wait_hnsw: bool) -> tuple[list[str], float]:
-    contacts = contact_ids(max(size // 20, 1))
+def hot_count(size: int, hot: int) -> int:
+    return min(hot, size // 4)
+
+
+def fill(path: str, size: int, hot: int, *, wait_hnsw: bool) -> tuple[list[str], float]:
+    contacts = contact_ids(max(size // 20, 2))
     store = open_store(path)
     started = time.perf_counter()
-    import_jsonl(store, jsonl_lines(size, contacts))
+    import_jsonl(store, jsonl_lines(size, contacts, hot=hot))
     seconds = time.perf_counter() - started
     if wait_hnsw:
         # If an hnswlib build was started (since 341411c only a search with more candidates than
@@ -113,18 +120,22 @@ async def measure(port: int, contacts: list[str], calls: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with ventros.MemoryClient(f"127.0.0.1:{port}") as client:
         for mode in MODES:
-            for _ in range(WARMUP):  # first calls of a mode pay one-off costs (imports, caches)
-                await client.search_memories(
-                    contact_id=rng.choice(contacts), query=rng.choice(QUERIES), mode=mode, timeout=10
-                )
-            timings = []
-            for _ in range(calls):
-                started = time.perf_counter()
-                await client.search_memories(
-                    contact_id=rng.choice(contacts), query=rng.choice(QUERIES), mode=mode, timeout=10
-                )
-                timings.append(time.perf_counter() - started)
-            out[mode.name] = (pct(timings, 0.5), pct(timings, 0.99))
+            for key, pick in (
+                (mode.name, lambda: rng.choice(contacts[1:])),
+                (f"hot {mode.name}", lambda: contacts[0]),
+            ):
+                for _ in range(WARMUP):  # first calls of a mode pay one-off costs (imports, caches)
+                    await client.search_memories(
+                        contact_id=pick(), query=rng.choice(QUERIES), mode=mode, timeout=10
+                    )
+                timings = []
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    await client.search_memories(
+                        contact_id=pick(), query=rng.choice(QUERIES), mode=mode, timeout=10
+                    )
+                    timings.append(time.perf_counter() - started)
+                out[key] = (pct(timings, 0.5), pct(timings, 0.99))
         texts = [text for _, text in sentences(400, seed=77)]
         started = time.perf_counter()
         for text in texts[:200]:
@@ -174,7 +185,7 @@ def serve_and_measure(path: str, contacts: list[str], calls: int) -> dict[str, A
 
 
 #: DuckDBStore steps timed by --in-process (those absent from a version are skipped).
-STEPS = ["_vector_scores", "_keyword_scores", "_graph_scores", "_memories_by_seq", "_rows_by_seq"]
+STEPS = ["_vector_scores", "_keyword_scores", "_graph_scores", "_memories_by_seq"]
 OPEN_STEPS = ["_load_vectors"]
 
 
@@ -213,18 +224,19 @@ def in_process(path: str, contacts: list[str], calls: int) -> None:
           f"GC-tracked objects {len(gc.get_objects())}")  # fmt: skip
     rng = random.Random(5)
     for mode in (SearchMode.HYBRID, SearchMode.VECTOR, SearchMode.KEYWORD, SearchMode.GRAPH):
-        for _ in range(WARMUP):
-            store.search(SearchQuery(rng.choice(contacts), rng.choice(QUERIES), mode=mode))
-        totals.clear()
-        timings = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            store.search(SearchQuery(rng.choice(contacts), rng.choice(QUERIES), mode=mode))
-            timings.append(time.perf_counter() - started)
-        steps = " ".join(f"{k.strip('_')}={v / calls * 1000:.2f}" for k, v in totals.items())
-        print(
-            f"  in-process {mode.name:<8} p50 {pct(timings, 0.5):6.2f} p99 {pct(timings, 0.99):6.2f} ms | {steps}"
-        )
+        for label, pick in (("", lambda: rng.choice(contacts[1:])), ("hot ", lambda: contacts[0])):
+            for _ in range(WARMUP):
+                store.search(SearchQuery(pick(), rng.choice(QUERIES), mode=mode))
+            totals.clear()
+            timings = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                store.search(SearchQuery(pick(), rng.choice(QUERIES), mode=mode))
+                timings.append(time.perf_counter() - started)
+            steps = " ".join(f"{k.strip('_')}={v / calls * 1000:.2f}" for k, v in totals.items())
+            print(
+                f"  in-process {label + mode.name:<12} p50 {pct(timings, 0.5):6.2f} p99 {pct(timings, 0.99):6.2f} ms | {steps}"
+            )
     store.close()
 
 
@@ -250,19 +262,19 @@ def lancedb_module() -> Any:
         return None
 
 
-def lancedb_peer(size: int, calls: int, workdir: str) -> dict[str, Any] | None:
+def lancedb_peer(size: int, hot: int, calls: int, workdir: str) -> dict[str, Any] | None:
     lancedb = lancedb_module()
     if lancedb is None:
         return None
     import pyarrow as pa  # lancedb's own dependency
     from ventros_server.memory import make_embedder
 
-    contacts = contact_ids(max(size // 20, 1))
+    contacts = contact_ids(max(size // 20, 2))
     embedder = make_embedder("offline")
     texts = [text for _, text in sentences(size, seed=1)]
     started = time.perf_counter()
     vectors = embedder.embed(texts)
-    owners = [contacts[i % len(contacts)] for i in range(size)]
+    owners = [owner(i, size, contacts, hot) for i in range(size)]
     table_data = pa.table(
         {
             "contact_id": owners,
@@ -276,23 +288,34 @@ def lancedb_peer(size: int, calls: int, workdir: str) -> dict[str, Any] | None:
     load_rate = size / (time.perf_counter() - started)
     rng = random.Random(5)
     out: dict[str, Any] = {"import": load_rate}
-    vec, fts = [], []
-    for _ in range(calls):
-        contact, query = rng.choice(contacts), rng.choice(QUERIES)
-        t0 = time.perf_counter()
-        q = embedder.embed([query])[0]
-        table.search(q).where(f"contact_id = '{contact}'", prefilter=True).limit(10).to_list()
-        t1 = time.perf_counter()
-        table.search(query, query_type="fts").where(f"contact_id = '{contact}'", prefilter=True).limit(
-            10
-        ).to_list()
-        t2 = time.perf_counter()
-        vec.append(t1 - t0)
-        fts.append(t2 - t1)
-    out["VECTOR_ONLY"] = (pct(vec, 0.5), pct(vec, 0.99))
-    out["KEYWORD_ONLY"] = (pct(fts, 0.5), pct(fts, 0.99))
+    for prefix, pick in (("", lambda: rng.choice(contacts[1:])), ("hot ", lambda: contacts[0])):
+        vec, fts = [], []
+        for _ in range(calls):
+            contact, query = pick(), rng.choice(QUERIES)
+            t0 = time.perf_counter()
+            q = embedder.embed([query])[0]
+            table.search(q).where(f"contact_id = '{contact}'", prefilter=True).limit(10).to_list()
+            t1 = time.perf_counter()
+            table.search(query, query_type="fts").where(f"contact_id = '{contact}'", prefilter=True).limit(
+                10
+            ).to_list()
+            t2 = time.perf_counter()
+            vec.append(t1 - t0)
+            fts.append(t2 - t1)
+        out[prefix + "VECTOR_ONLY"] = (pct(vec, 0.5), pct(vec, 0.99))
+        out[prefix + "KEYWORD_ONLY"] = (pct(fts, 0.5), pct(fts, 0.99))
     out["rss"] = rss_mb(os.getpid())
     return out
+
+
+def hot_row(label: str, result: dict[str, Any]) -> str:
+    cells = "".join(
+        f"{result['hot ' + m.name][0]:>9.1f} /{result['hot ' + m.name][1]:>7.1f} ms"
+        if "hot " + m.name in result
+        else f"{'n/a':>20}"
+        for m in MODES
+    )
+    return f"{label:<19}{'':>10}{cells}"
 
 
 def main() -> None:
@@ -303,6 +326,9 @@ def main() -> None:
     parser.add_argument("--million", action="store_true", help="add a 1,000,000-memory run")
     parser.add_argument("--calls", type=int, default=200, help="searches per mode")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--hot", type=int, default=10_000, help="memories of the hot contact (at most size / 4)"
+    )
     parser.add_argument(
         "--in-process",
         action="store_true",
@@ -318,7 +344,7 @@ def main() -> None:
     print("reproduce: python -m benchmarks.memory_search --sizes " + " ".join(map(str, args.sizes))
           + (" --million" if args.million else "") + (" --no-peer" if args.no_peer else "")
           + (" --during-build" if args.during_build else "") + (" --in-process" if args.in_process else "")
-          + f" --calls {args.calls}")  # fmt: skip
+          + f" --hot {args.hot} --calls {args.calls}")  # fmt: skip
     print(f"machine: {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.1f}")
     header = f"{'system':<10}{'memories':>9}{'import/s':>10}" + "".join(f"{m.name:>20}" for m in MODES)
     header += f"{'store/s seq':>12}{'store/s x8':>11}{'RSS MB':>8}{'open s':>8}"
@@ -328,7 +354,8 @@ def main() -> None:
             path = os.path.join(workdir, f"m{size}.duckdb")
             # The 400 StoreMemory calls bring the store to exactly `size`: crossing the
             # exact/hnswlib switch (100k) would start the background hnswlib build mid-run.
-            contacts, rate = fill(path, size - STORES, wait_hnsw=not args.during_build)
+            hot = hot_count(size, args.hot)
+            contacts, rate = fill(path, size - STORES, hot, wait_hnsw=not args.during_build)
             if args.in_process:
                 copy = os.path.join(workdir, "in-process.duckdb")
                 shutil.copy(path, copy)
@@ -339,8 +366,10 @@ def main() -> None:
                 f"{'ventros':<10}{size:>9}{rate:>10.0f}{cells}{r['store_seq']:>12.0f}{r['store_par']:>11.0f}{r['rss']:>8.0f}{r['open']:>8.2f}"
             )
             print(rows[-1], flush=True)
+            rows.append(hot_row(f"  hot {hot}", r))
+            print(rows[-1], flush=True)
             if not args.no_peer:
-                peer = lancedb_peer(size, args.calls, workdir)
+                peer = lancedb_peer(size, hot, args.calls, workdir)
                 if peer is None:
                     rows.append(f"{'lancedb':<10}{size:>9}  not available (see message above)")
                 else:
@@ -353,6 +382,7 @@ def main() -> None:
                     rows.append(
                         f"{'lancedb':<10}{size:>9}{peer['import']:>10.0f}{cells}{'n/a':>12}{'n/a':>11}{peer['rss']:>8.0f}"
                     )
+                    rows.append(hot_row(f"  hot {hot}", peer))
                 print(rows[-1], flush=True)
     print("\nsearch cells: p50 / p99, client-observed over gRPC (ventros) or in-process (lancedb)")
     print(header)
