@@ -151,7 +151,12 @@ class NewRows:
     posting_record: np.ndarray
     posting_term: np.ndarray
     posting_tf: np.ndarray
-    related: Sequence[Sequence[RelatedRef]]
+    #: Links flattened: the record of each link (ascending) and its columns.
+    link_record: np.ndarray
+    link_entity_ids: Sequence[str]
+    link_entity_types: Sequence[str]
+    link_relationships: Sequence[str]
+    link_strengths: np.ndarray
 
 
 class ContactIndex:
@@ -315,20 +320,19 @@ class ContactIndex:
     def _grouped_links(
         self, rows: NewRows, owner: np.ndarray, local: np.ndarray, groups: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        record = np.fromiter((i for i, refs in enumerate(rows.related) for _ in refs), np.int64)
+        record = np.asarray(rows.link_record, dtype=np.int64)
         order, offsets = self._by_owner(owner[record], groups)
-        out = self._link_rows(rows.related)[order]
+        out = self._link_rows(rows)[order]
         out["pos"] = local[record[order]]
         return out, offsets
 
-    def _link_rows(self, related: Sequence[Sequence[RelatedRef]]) -> np.ndarray:
-        refs = [ref for refs in related for ref in refs]
-        out = np.empty(len(refs), LINK)
-        if refs:
-            out["entity"] = self.entities.encode([r.entity_id for r in refs])
-            out["etype"] = self.entity_types.encode([r.entity_type for r in refs])
-            out["rel"] = self.relationships.encode([r.relationship for r in refs])
-            out["strength"] = np.array([r.strength for r in refs], dtype=np.float32)
+    def _link_rows(self, rows: NewRows) -> np.ndarray:
+        out = np.empty(len(rows.link_record), LINK)
+        if len(out):
+            out["entity"] = self.entities.encode(rows.link_entity_ids)
+            out["etype"] = self.entity_types.encode(rows.link_entity_types)
+            out["rel"] = self.relationships.encode(rows.link_relationships)
+            out["strength"] = np.asarray(rows.link_strengths, dtype=np.float32)
         return out
 
     # -- bulk load at open ----------------------------------------------------------------------

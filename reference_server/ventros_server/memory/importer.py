@@ -16,14 +16,22 @@ so importing the same file twice does not duplicate anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from ..validation import is_uuid
+from .batch import NO_TIME, MemoryBatch, MemoryBatchBuilder, embed_batch, from_micros, micros
+from .embedders.offline import OfflineEmbedder
 from .store import (
     Contact,
     EdgeRecord,
@@ -180,12 +188,181 @@ def _parse(record: dict[str, Any]) -> tuple[str, Any]:
     raise BadRecord(f"unknown kind {kind!r}; expected contact, message, memory, entity, edge or purchase")
 
 
-def _lines(source: str | Path | Iterable[str]) -> Iterator[str]:
+# -- memories, the bulk of a file: a fast path -----------------------------------------------
+
+_CACHE_MAX = 100_000
+#: Values already checked (contact ids to their lower-case form, memory types): a contact has
+#: many memories, and a set lookup is ~5x cheaper than the regex.
+_checked_contacts: dict[str, str] = {}
+_checked_types: set[str] = set()
+
+
+def _memory_row(record: dict[str, Any], builder: MemoryBatchBuilder) -> bool:
+    """Add a memory record to ``builder`` if it is plainly valid (exact types, no oddity) and
+    return True; return False for anything else, which _parse then judges (and words the error
+    of) exactly as for any other record. The values added are the ones _parse would produce."""
+    content, memory_type, contact = record.get("content"), record.get("memory_type"), record.get("contact_id")
+    if type(content) is not str or type(memory_type) is not str or type(contact) is not str:
+        return False
+    if not content.strip():
+        return False
+    if memory_type not in _checked_types:
+        if not memory_type or not SNAKE_RE.match(memory_type):
+            return False
+        _remember(_checked_types, memory_type)
+    contact_id = _checked_contacts.get(contact)
+    if contact_id is None:
+        if not is_uuid(contact):
+            return False
+        contact_id = contact.lower()
+        if len(_checked_contacts) >= _CACHE_MAX:
+            _checked_contacts.clear()
+        _checked_contacts[contact] = contact_id
+    memory_id = record.get("id")
+    if memory_id is not None and memory_id != "":
+        if type(memory_id) is not str or not is_uuid(memory_id):
+            return False
+        memory_id = memory_id.lower()
+    else:
+        memory_id = None
+    created = _memory_time(record.get("created_at"))
+    if created is None:
+        return False
+    metadata = record.get("metadata")
+    if not metadata:
+        metadata_json = "{}"
+    elif type(metadata) is dict:
+        metadata_json = json.dumps(_map(record, "metadata"), ensure_ascii=False)
+    else:
+        return False
+    related = record.get("related")
+    if related is None or related == []:
+        refs: list[RelatedRef] = []
+    elif type(related) is list:
+        try:
+            refs = _related(related)
+        except BadRecord:
+            return False
+    else:
+        return False
+    builder.add(memory_id, contact_id, content, memory_type, metadata_json, created, refs)
+    return True
+
+
+def _remember(cache: set[str], value: str) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache.add(value)
+
+
+def _memory_time(value: Any) -> int | None:
+    """created_at as microseconds (NO_TIME when absent), or None when _parse must judge it."""
+    if value is None or value == "":
+        return NO_TIME
+    if type(value) is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return micros(parsed)
+
+
+# -- chunks of lines, parsed here or in a worker process ------------------------------------
+
+
+@dataclass
+class _Parsed:
+    """What one chunk of lines holds: records by kind, memories as a batch, rejected lines."""
+
+    items: dict[str, list[Any]]
+    memories: MemoryBatch | None
+    errors: list[tuple[int, str]]
+    last_line: int
+
+
+_embedders: dict[int, OfflineEmbedder] = {}
+
+
+def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
+    """Parse and validate a chunk (line numbers from ``first_line``); with ``embed_dim``, also
+    embed its memories with the offline embedder of that dimension (in a worker process, this
+    is the work taken off the process that writes)."""
+    items: dict[str, list[Any]] = {}
+    builder = MemoryBatchBuilder()
+    errors: list[tuple[int, str]] = []
+    loads = json.loads
+    line_no = first_line - 1
+    for line_no, line in enumerate(lines, start=first_line):
+        try:
+            record = loads(line)
+        except ValueError as exc:
+            if line.strip():
+                errors.append((line_no, f"invalid JSON: {exc}"))
+            continue
+        if type(record) is dict and record.get("kind") == "memory" and _memory_row(record, builder):
+            continue
+        try:
+            if not isinstance(record, dict):
+                raise BadRecord("a line must be a JSON object")
+            kind, item = _parse(record)
+        except (ValueError, BadRecord) as exc:
+            errors.append((line_no, str(exc) if isinstance(exc, BadRecord) else f"invalid JSON: {exc}"))
+            continue
+        if kind == "memory":
+            builder.add(
+                item.id, item.contact_id, item.content, item.memory_type,
+                json.dumps(item.metadata, ensure_ascii=False),
+                NO_TIME if item.created_at is None else micros(item.created_at), item.related,
+            )  # fmt: skip
+        else:
+            items.setdefault(kind, []).append(item)
+    memories = builder.build() if len(builder) else None
+    if memories is not None and embed_dim is not None:
+        embedder = _embedders.get(embed_dim) or _embedders.setdefault(embed_dim, OfflineEmbedder(embed_dim))
+        embed_batch(memories, embedder)
+        memories.vector_text()  # the store's encoding of the vectors, also off the writer
+    return _Parsed(items, memories, errors, line_no)
+
+
+def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines) for each ``size`` lines of the source."""
     if isinstance(source, str | Path):
         with open(source, encoding="utf-8") as handle:
-            yield from handle
-    else:
-        yield from source
+            yield from _chunks(handle, size)
+        return
+    lines = iter(source)
+    first = 1
+    while chunk := list(islice(lines, size)):
+        yield first, chunk
+        first += len(chunk)
+
+
+def _parsed_chunks(
+    chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool
+) -> Iterator[_Parsed]:
+    """The chunks parsed, in order. With ``parallel`` and more than one chunk, a worker process
+    parses (and embeds) the chunks after the first, up to two ahead of the writes, while this
+    process writes the previous ones (DuckDB, the search indexes): the two halves of an import
+    take about the same time, and the machine has a second core."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    if second is None or not parallel:
+        for chunk in chain([first], [] if second is None else [second], chunks):
+            yield _parse_chunk(*chunk, embed_dim)
+        return
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ahead: deque[Future[_Parsed]] = deque([pool.submit(_parse_chunk, *second, embed_dim)])
+        if (third := next(chunks, None)) is not None:
+            ahead.append(pool.submit(_parse_chunk, *third, embed_dim))
+        yield _parse_chunk(*first, embed_dim)  # here, while the worker starts
+        while ahead:
+            parsed = ahead.popleft().result()
+            if (following := next(chunks, None)) is not None:
+                ahead.append(pool.submit(_parse_chunk, *following, embed_dim))
+            yield parsed
 
 
 def import_jsonl(
@@ -194,9 +371,11 @@ def import_jsonl(
     *,
     progress: Callable[[int], None] | None = None,
     batch_size: int = BATCH,
+    parallel: bool = True,
 ) -> ImportReport:
     """Import a JSONL file (a path) or any iterable of lines; ``progress(lines_read)`` is called
-    after each batch is written."""
+    after each chunk of ``batch_size`` lines is written. ``parallel``: parse and embed in a
+    worker process when there is more than one chunk (see _parsed_chunks)."""
     started = time.perf_counter()
     writers: dict[str, Callable[[list[Any]], int]] = {
         "contact": store.add_contacts,
@@ -204,36 +383,46 @@ def import_jsonl(
         "edge": store.add_edges,
         "message": store.add_messages,
         "purchase": store.add_purchases,
-        "memory": store.add_memories,
     }
     pending: dict[str, list[Any]] = {kind: [] for kind in writers}
-    counts = dict.fromkeys(writers, 0)
+    pending_memories: list[MemoryBatch] = []
+    counts = dict.fromkeys([*writers, "memory"], 0)
     errors: list[tuple[int, str]] = []
     line_no = 0
+    add_batch = getattr(store, "add_memory_batch", None)
+
+    def write_memories() -> None:
+        if pending_memories:
+            batch = MemoryBatch.concat(pending_memories)
+            pending_memories.clear()
+            counts["memory"] += add_batch(batch) if add_batch else store.add_memories(_new_memories(batch))
 
     def flush(kind: str) -> None:
         if pending[kind]:
             counts[kind] += writers[kind](pending[kind])
             pending[kind] = []
 
-    for line_no, line in enumerate(_lines(source), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise BadRecord("a line must be a JSON object")
-            kind, item = _parse(record)
-        except (ValueError, BadRecord) as exc:
-            errors.append((line_no, str(exc) if isinstance(exc, BadRecord) else f"invalid JSON: {exc}"))
-            continue
-        pending[kind].append(item)
-        if len(pending[kind]) >= batch_size:
-            flush(kind)
+    # Vectors can be made in the worker only by an embedder it can rebuild: the offline one.
+    embedder = getattr(store, "embedder", None)
+    embed_dim = embedder.dim if type(embedder) is OfflineEmbedder else None
+    bulk = getattr(store, "bulk_load", None)
+    with bulk() if bulk is not None else contextlib.nullcontext():
+        for parsed in _parsed_chunks(_chunks(source, batch_size), embed_dim, parallel):
+            errors.extend(parsed.errors)
+            line_no = parsed.last_line
+            for kind, items in parsed.items.items():
+                pending[kind].extend(items)
+                if len(pending[kind]) >= batch_size:
+                    flush(kind)
+            if parsed.memories is not None:
+                pending_memories.append(parsed.memories)
+                if sum(len(b) for b in pending_memories) >= batch_size:
+                    write_memories()
             if progress:
                 progress(line_no)
-    for kind in writers:  # contacts and entities first: they are what the rest refers to
-        flush(kind)
+        for kind in writers:  # contacts and entities first: they are what the rest refers to
+            flush(kind)
+        write_memories()
     # The DuckDB store's search indexes hold an object per contact written since open; fold
     # them into shared arrays now that the bulk of writes is done (the MemoryStore Protocol
     # does not require it of other stores).
@@ -243,3 +432,17 @@ def import_jsonl(
     if progress:
         progress(line_no)
     return ImportReport(counts=counts, errors=errors, seconds=time.perf_counter() - started)
+
+
+def _new_memories(batch: MemoryBatch) -> list[NewMemory]:
+    """A batch back as NewMemory objects, for a store without add_memory_batch."""
+    return [
+        NewMemory(
+            contact_id=c, content=t, memory_type=m, metadata=json.loads(meta), related=refs,
+            id=i if given else None, created_at=None if us == NO_TIME else from_micros(us),
+        )
+        for i, given, c, t, m, meta, us, refs in zip(
+            batch.ids, batch.given_id.tolist(), batch.contact_ids, batch.contents, batch.memory_types,
+            batch.metadata, batch.created_us.tolist(), batch.related(), strict=True,
+        )
+    ]  # fmt: skip

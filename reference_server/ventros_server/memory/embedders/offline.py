@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..text import Grams, HashedBatch
+from ..text import Grams, HashedBatch, terms_of
 
 #: Weight of one occurrence of each kind of feature. Words dominate; the many character
 #: n-grams of a word together weigh about as much as the word itself.
@@ -103,12 +103,27 @@ class OfflineEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Chunks keep the per-chunk arrays in cache; one bincount per chunk does the summing.
         for start in range(0, len(texts), _CHUNK):
-            out[start : start + _CHUNK] = self._embed_chunk(list(texts[start : start + _CHUNK]))
+            batch = HashedBatch(list(texts[start : start + _CHUNK]))
+            out[start : start + _CHUNK] = self._embed_chunk(batch, batch.words())
         return out
 
-    def _embed_chunk(self, texts: list[str]) -> np.ndarray:
-        batch = HashedBatch(texts)
-        words = batch.words()
+    def embed_with_terms(self, texts: list[str]) -> tuple[np.ndarray, Grams]:
+        """``embed(texts)`` and ``text.term_hashes(texts)`` from one hashing pass: the keyword
+        terms are these very words (the bulk importer needs both; hashing twice cost ~15% of it)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        docs, hashes = [], []
+        for start in range(0, len(texts), _CHUNK):
+            batch = HashedBatch(list(texts[start : start + _CHUNK]))
+            words = batch.words()
+            out[start : start + _CHUNK] = self._embed_chunk(batch, words)
+            terms = terms_of(words)
+            docs.append(terms.doc + start)
+            hashes.append(terms.hash)
+        if not docs:
+            return out, Grams(np.empty(0, np.int64), np.empty(0, np.int64))
+        return out, Grams(np.concatenate(docs), np.concatenate(hashes))
+
+    def _embed_chunk(self, batch: HashedBatch, words: Grams) -> np.ndarray:
         features = [
             (words, WEIGHTS["word"]),
             (batch.word_bigrams(), WEIGHTS["bigram"]),
@@ -118,8 +133,8 @@ class OfflineEmbedder:
         dim = np.uint64(self.dim)
         cells = np.concatenate([g.doc * self.dim + (g.hash % dim).astype(np.int64) for g, _ in features])
         signs = np.concatenate([np.where((g.hash >> np.uint64(63)) == 1, -w, w) for g, w in features])
-        flat = np.bincount(cells, weights=signs, minlength=len(texts) * self.dim)
-        matrix = flat.reshape(len(texts), self.dim).astype(np.float32)
+        flat = np.bincount(cells, weights=signs, minlength=batch.size * self.dim)
+        matrix = flat.reshape(batch.size, self.dim).astype(np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         return matrix / np.where(norms == 0, 1, norms)
 
