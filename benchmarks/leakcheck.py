@@ -7,8 +7,9 @@ Each phase warms up with ``--calls / 10`` calls, then makes ``--calls`` calls fr
 ``--concurrency`` workers, sampling the server's RSS ten times. It prints per RPC the RSS before
 and after, the growth per call over the whole phase and over its second half (a leak keeps its
 slope; a cache filling up flattens). ExecuteAgent and StreamAgentExecution also store an agent
-insight when the classifier is confident, so part of their growth is data. The read RPCs (search, context, related) write nothing, so any growth they show is memory held
-per call. Exit status 1 if a read RPC's second-half slope exceeds ``--max-bytes-per-call``.
+insight when the classifier is confident, so part of their growth is data: the ``store`` phase
+stores such an insight alone (StoreMemory), for comparison. The read RPCs (search, keyword,
+context, related) write nothing, so any growth they show is memory held per call. Exit status 1 if a read RPC's second-half slope exceeds ``--max-bytes-per-call``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,20 @@ def calls(agents: ventros.AgentClient, memory: ventros.MemoryClient) -> dict[str
             message="Oi, quero saber sobre o produto X",
         )  # fmt: skip
 
+    stored = 0
+
+    async def store() -> None:  # what ExecuteAgent stores per call: one insight of the demo contact
+        nonlocal stored
+        stored += 1
+        await memory.store_memory(
+            contact_id=DEMO_CONTACT, memory_type="agent_insight",
+            content=f"CustomerServiceAgent classified intent as: product_inquiry (confidence 0.9{stored % 10}, "
+            f"sentiment neutral); suggested actions: send_product_catalog, create_lead. #{stored}",
+            metadata={"agent_type": "CustomerServiceAgent", "intent": "product_inquiry", "channel_id": CHANNEL},
+        )  # fmt: skip
+
     return {
+        "store": store,
         "execute": execute,
         "stream": stream,
         "search": lambda: memory.search_memories(
@@ -126,7 +140,7 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if worst or exit_code != 0 else 0
 
 
-ORDER = ["search", "keyword", "context", "related", "execute", "stream"]
+ORDER = ["search", "keyword", "context", "related", "store", "execute", "stream"]
 
 
 def main() -> None:

@@ -18,6 +18,9 @@ run (every StoreMemory adds a row, postings and a vector; agents store insights)
 ~3.3 KiB of RSS per memory (measured with ``--mix write``); the report prints the memories
 stored and the growth per memory so data growth can be told from memory held per call.
 ``--mix`` isolates a part of the load (``read``: no StoreMemory; ``write``: StoreMemory only).
+``--reopen`` then starts a new server on the same database file and reports its RSS after a
+warm-up that writes nothing: the same data freshly opened, so the end RSS minus it is what the
+running server held beyond its data.
 Per-RPC growth, call by call, is benchmarks/leakcheck.py.
 """
 
@@ -55,6 +58,7 @@ MIXES = {
     "search": ["search"],
     "execute": ["execute"],
     "stream": ["stream"],
+    "nowrite": ["search", "stream"],  # the agent answers "Where is my order?" without an insight
 }
 
 
@@ -62,7 +66,7 @@ class Server:
     """`ventros serve` as a subprocess whose output is read all along (an unread pipe fills up
     and blocks the server on its next log line); the last lines are kept for the report."""
 
-    def __init__(self, db: Path, key: str, probe: Path | None = None) -> None:
+    def __init__(self, db: Path, key: str, probe: Path | None = None, *, demo: bool = True) -> None:
         # --probe: the same CLI, run in-process by benchmarks/memprobe.py, which samples memory.
         launcher = (
             ["-m", "ventros_cli"]
@@ -70,7 +74,7 @@ class Server:
             else [str(Path(__file__).with_name("memprobe.py")), str(probe)]
         )
         command = [
-            sys.executable, *launcher, "serve", "--demo", "--db", str(db),
+            sys.executable, *launcher, "serve", *(["--demo"] if demo else []), "--db", str(db),
             "--agent-port", "0", "--memory-port", "0",
         ]  # fmt: skip
         env = {**os.environ, "VENTROS_API_KEYS": f"{key}:read,write,execute", "NO_COLOR": "1"}
@@ -118,6 +122,7 @@ class Load:
         self.rng = random.Random(seed)
         self.contacts = [str(uuid.UUID(int=self.rng.getrandbits(128))) for _ in range(50)]
         self.done: Counter[str] = Counter()
+        self.insights = 0  # memories the agents stored (ExecuteAgent, StreamAgentExecution)
         self.errors: Counter[str] = Counter()
         self.first_errors: list[str] = []
 
@@ -138,20 +143,29 @@ class Load:
         )
 
     async def execute(self) -> None:
-        await self.agents.execute_agent(
+        response = await self.agents.execute_agent(
             agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT, channel_id=CHANNEL,
             message="Oi, quero saber sobre o produto X",
         )  # fmt: skip
+        self.insights += sum(
+            1
+            for t in response.tool_calls
+            if t.tool_name == "store_memory" and t.output.startswith("stored memory")
+        )
 
     async def stream(self) -> None:
         chunks = [
-            chunk.type
+            chunk
             async for chunk in self.agents.stream_agent_execution(
                 agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT, channel_id=CHANNEL,
                 message="Where is my order?", timeout=30,
             )
         ]  # fmt: skip
-        if not chunks or chunks[-1] != ChunkType.FINAL:
+        self.insights += sum(
+            1 for c in chunks
+            if c.metadata.get("tool") == "store_memory" and c.metadata.get("outcome") == "ok"
+        )  # fmt: skip
+        if not chunks or chunks[-1].type != ChunkType.FINAL:
             raise RuntimeError("stream did not end with FINAL")
 
     async def worker(self, until: float, mix_name: str = "mixed") -> None:
@@ -176,13 +190,37 @@ async def sample_rss(pid: int, samples: list[tuple[float, float]], every: float 
         await asyncio.sleep(every)
 
 
-async def soak(minutes: float, concurrency: int, warmup: float, mix: str, probe: Path | None) -> int:
+async def reopened_rss(db: Path, key: str, warmup: float, concurrency: int) -> tuple[float, int]:
+    """RSS of a new server on the soak's database file (no demo import), after a warm-up of the
+    same length that writes nothing: what the same data costs freshly opened. The end RSS minus
+    this is memory the running server held beyond its data (caches, allocator, leaks)."""
+    server = Server(db, key, demo=False)
+    try:
+        async with (
+            ventros.AgentClient(server.addresses["agent"], token=key) as agents,
+            ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
+        ):
+            load = Load(agents, memory, seed=8)
+            await asyncio.gather(
+                *(load.worker(time.monotonic() + warmup, "nowrite") for _ in range(concurrency))
+            )
+            rss = rss_mib(server.proc.pid)
+    finally:
+        exit_code = server.stop()
+    errors = sum(load.errors.values()) + load.insights
+    return rss, errors + (exit_code != 0)
+
+
+async def soak(
+    minutes: float, concurrency: int, warmup: float, mix: str, probe: Path | None, reopen: bool = False
+) -> int:
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp) / "soak.duckdb", key, probe)
         samples: list[tuple[float, float]] = []
         sampler = asyncio.create_task(sample_rss(server.proc.pid, samples))
         exit_code: int | None = None
+        reopened: tuple[float, int] | None = None
         try:
             async with (
                 ventros.AgentClient(server.addresses["agent"], token=key) as agents,
@@ -194,6 +232,7 @@ async def soak(minutes: float, concurrency: int, warmup: float, mix: str, probe:
                 )
                 load.done.clear()
                 load.errors.clear()
+                load.insights = 0
                 started = time.monotonic()
                 rss_start = rss_mib(server.proc.pid)
                 until = started + minutes * 60
@@ -206,13 +245,23 @@ async def soak(minutes: float, concurrency: int, warmup: float, mix: str, probe:
                 Path(f"{probe}.cmd").write_text("trim checkpoint trim")
                 await asyncio.sleep(12)
             exit_code = server.stop()
+            if reopen and exit_code == 0:
+                reopened = await reopened_rss(Path(tmp) / "soak.duckdb", key, warmup, concurrency)
     during = [rss for t, rss in samples if started <= t]
     rss_mid = next((rss for t, rss in samples if t >= started + elapsed / 2), rss_end)
     stats = RssStats(rss_start, rss_mid, rss_end, max([rss_end, *during]))
     t0 = samples[0][0] if samples else started
     curve = [f"{t - t0:.0f}s:{rss:.0f}" for i, (t, rss) in enumerate(samples) if i % 6 == 0]
     print("server RSS (MiB) every 30 s from start, warm-up included:", " ".join(curve))
-    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup, mix)
+    code = report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup, mix)
+    if reopened is not None:
+        rss, problems = reopened
+        print(
+            f"reopened on the same file (no demo import, {warmup:g} s of reads): {rss:.1f} MiB, "
+            f"{rss - stats.start:+.1f} MiB vs the soak's baseline, {stats.end - rss:+.1f} MiB below its end"
+            + (f"; {problems} unexpected writes/errors/exit" if problems else "")
+        )
+    return code
 
 
 class RssStats:
@@ -248,12 +297,12 @@ def report(
         f"\nserver RSS after warm-up {rss.start:.1f} MiB, half-way {rss.mid:.1f} MiB, at end {rss.end:.1f} MiB, "
         f"peak {rss.peak:.1f} MiB; growth {rss.growth:+.1f} % (second half {rss.second_half:+.1f} %)"
     )
-    stored = load.done["store"]
+    stored = load.done["store"] + load.insights
     if stored:
         per_memory = (rss.end - rss.start) * 1024 / stored
         print(
-            f"memories stored by StoreMemory after warm-up: {stored} ({per_memory:.1f} KiB of RSS growth per "
-            f"memory; data alone costs ~3.3 KiB each, see docs/operations.md#soak)"
+            f"memories written after warm-up: {stored} ({load.done['store']} by StoreMemory, {load.insights} agent "
+            f"insights); {per_memory:.1f} KiB of RSS growth per memory (see docs/operations.md#soak)"
         )
     print(f"server exit code after SIGTERM: {exit_code}")
     for line in load.first_errors:
@@ -278,10 +327,14 @@ def main() -> None:
     parser.add_argument(
         "--probe", type=Path, help="run the server under benchmarks/memprobe.py, samples to FILE"
     )
+    parser.add_argument(
+        "--reopen", action="store_true",
+        help="then restart a server on the same file and report its RSS (data vs memory held while running)",
+    )  # fmt: skip
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
     os.environ.setdefault("NO_COLOR", "1")
-    sys.exit(asyncio.run(soak(minutes, args.concurrency, args.warmup, args.mix, args.probe)))
+    sys.exit(asyncio.run(soak(minutes, args.concurrency, args.warmup, args.mix, args.probe, args.reopen)))
 
 
 if __name__ == "__main__":
