@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ventros_server.memory import DuckDBStore, import_jsonl, make_embedder, text
+from ventros_server.memory import DuckDBStore, contact_index, import_jsonl, make_embedder, text
 from ventros_server.memory.importer import BadRecord, _parse
-from ventros_server.memory.store import NewMemory
+from ventros_server.memory.store import NewMemory, RelatedRef, SearchMode, SearchQuery
 
 from .conftest import AS_OF, JOAO, OTHER
 
@@ -228,3 +228,46 @@ def test_numpy_fold_is_str_translate(texts: list[str]) -> None:
     lowered = f" {' '.join(texts)} ".lower()
     expected = np.frombuffer(lowered.translate(text._FOLD).encode("utf-32-le"), dtype=np.uint32)
     assert np.array_equal(text._folded_codes(lowered), expected)
+
+
+# -- the contact index's bulk segments ------------------------------------------------------------
+
+
+def test_bulk_segments_equal_an_index_loaded_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk batches become segments (small thresholds here, so that segments, contacts with
+    arrays of their own, and the automatic folding all happen); reads see every write at once,
+    and the index equals the one rebuilt from the file, before and after compaction."""
+    monkeypatch.setattr(contact_index, "_SEGMENT_MIN", 10)
+    monkeypatch.setattr(contact_index, "_SEGMENTS_MAX", 3)
+    contacts = [JOAO, OTHER, UPPER.lower(), "33333333-4444-4555-8666-777777777777"]
+    path = str(tmp_path / "m.duckdb")
+    store = DuckDBStore(path, make_embedder("offline"), clock=lambda: AS_OF)
+    written = dict.fromkeys(contacts, 0)
+    for round_ in range(7):
+        batch = [
+            NewMemory(
+                contacts[(i + round_) % 4], f"round {round_} delivery note {i}", ["fact", "complaint"][i % 2],
+                related=[RelatedRef("order", f"ord-{i % 3}", "mentioned", 0.5)] if i % 3 == 0 else [],
+            )
+            for i in range(12 + round_)
+        ]  # fmt: skip
+        assert store.add_memories(batch) == len(batch)
+        for m in batch:
+            written[m.contact_id] += 1
+        store.store_memory(NewMemory(JOAO, f"single delivery write {round_}", "fact"))  # own arrays
+        written[JOAO] += 1
+        for contact, count in written.items():  # read-your-writes through segments and own arrays
+            found = store.search(SearchQuery(contact, "delivery", mode=SearchMode.KEYWORD, limit=100))
+            assert found.total_count == count
+        assert len(store.contacts._segments) <= 3
+    maintained = store.contacts.export()
+    store.compact_indexes()
+    assert store.contacts.export() == maintained and not store.contacts._segments
+    store.close()
+    reopened = DuckDBStore(path, make_embedder("offline"), clock=lambda: AS_OF)
+    try:
+        assert reopened.contacts.export() == maintained
+    finally:
+        reopened.close()
