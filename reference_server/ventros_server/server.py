@@ -35,6 +35,7 @@ from grpclib.utils import DeadlineWrapper, _service_name
 from h2.settings import SettingCodes
 from ventros import _wire
 from ventros._generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
+from ventros._transport import CoalescingTransport as _CoalescingTransport
 from ventros.common import ErrorDetails
 
 from .context import on_recv_request
@@ -174,49 +175,6 @@ def _install_server_patches() -> None:
 #: Streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
 #: gRPC clients queue calls beyond it; a peer that ignores it loses the connection.
 MAX_CONCURRENT_STREAMS = 128
-
-
-class _CoalescingTransport:
-    """Collects the writes of one event-loop iteration into one ``transport.write``.
-
-    grpclib writes every HTTP/2 frame as soon as it is built: a unary response is three
-    writes (HEADERS, DATA, trailing HEADERS), so three send() system calls on a loaded server.
-    Buffering them until the loop's next iteration sends them as one, and under concurrency
-    the frames of many streams share a send (measured: 3 sends per call -> ~0.25, and the
-    client's CPU per call down 3-4x; docs/benchmarks.md). Everything else is the real
-    transport's, so flow control (pause_writing/resume_writing) still reaches the protocol.
-    """
-
-    __slots__ = ("_loop", "_pending", "_scheduled", "_transport")
-
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-        self._scheduled = False
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        self._pending.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()  # what was written before close() still goes out, as with asyncio's own
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class _VentrosProtocol(H2Protocol):

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from grpclib.client import Channel
+from grpclib.client import Channel, Handler
 from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.protocol import H2Protocol
 
 from . import _wire
 from ._exceptions import (
@@ -22,6 +23,7 @@ from ._exceptions import (
     error_from_grpc,
 )
 from ._settings import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, split_address
+from ._transport import CoalescingProtocol
 
 T = TypeVar("T")
 
@@ -68,7 +70,7 @@ def open_channel(address: str, options: ChannelOptions) -> Channel:
         _http2_max_pings_without_data=0,
         ssl_target_name_override=tls.server_name if isinstance(tls, TLSConfig) else None,
     )
-    return Channel(
+    return _CoalescingChannel(
         host,
         port,
         ssl=ssl_arg,
@@ -76,6 +78,14 @@ def open_channel(address: str, options: ChannelOptions) -> Channel:
         codec=_wire.VentrosCodec(options.max_message_bytes),
         status_details_codec=_wire.VentrosStatusDetailsCodec(),
     )
+
+
+class _CoalescingChannel(Channel):
+    """grpclib's Channel whose connection sends each loop iteration's frames in one write
+    (a request's HEADERS and DATA: one send() instead of two; see _transport.py)."""
+
+    def _protocol_factory(self) -> H2Protocol:
+        return CoalescingProtocol(Handler(), self._config, self._h2_config)
 
 
 def call_metadata(options: ChannelOptions) -> dict[str, str]:
