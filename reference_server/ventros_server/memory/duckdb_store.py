@@ -451,17 +451,31 @@ class DuckDBStore:
             )
         # The memory says the contact relates to the entity: that becomes a graph edge, so the
         # contact's neighbourhood (GetContactContext, GRAPH_ONLY, GetRelatedEntities) shows it.
-        contacts, created = batch.contact_ids, batch.created_us[batch.link_of].tolist()
-        return self._upsert_edges(
-            [
-                EdgeRecord(contacts[i], entity_id, relationship, strength, from_micros(us))
-                for i, entity_id, relationship, strength, us in zip(
-                    batch.link_of.tolist(), batch.link_entity_ids, batch.link_relationships,
-                    batch.link_strengths.tolist(), created, strict=True,
-                )
-            ],
+        # Merged by key as _upsert_edges does, straight from the columns (an EdgeRecord per
+        # link first cost ~0.3 s per 200k memories).
+        merged: dict[tuple[str, str, str], list[Any]] = {}
+        contacts = [batch.contact_ids[i] for i in batch.link_of.tolist()]
+        for key, weight, us in zip(
+            zip(contacts, batch.link_entity_ids, batch.link_relationships, strict=True),
+            batch.link_strengths.tolist(), batch.created_us[batch.link_of].tolist(), strict=True,
+        ):  # fmt: skip
+            known = merged.get(key)
+            if known is None:
+                merged[key] = [weight, us]
+            else:
+                known[0], known[1] = max(known[0], weight), min(known[1], us)
+        keys, values = list(merged), list(merged.values())
+        self._write_edges(
+            {
+                "from_id": [k[0] for k in keys],
+                "to_id": [k[1] for k in keys],
+                "relationship": [k[2] for k in keys],
+                "weight": np.array([v[0] for v in values], dtype=np.float64),
+                "created_at": np.array([v[1] for v in values], dtype=np.int64).astype("datetime64[us]"),
+            },
             source="memory",
-        )  # fmt: skip
+        )
+        return [EdgeRecord(*key, weight, from_micros(us)) for key, (weight, us) in merged.items()]
 
     def _upsert_edges(self, edges: list[EdgeRecord], *, source: str) -> list[EdgeRecord]:
         """Insert edges; an edge already there (same ends and label) keeps the larger weight.
@@ -476,13 +490,20 @@ class DuckDBStore:
             else:
                 known.weight = max(known.weight, edge.weight)
                 known.created_at = min(known.created_at or created, created)
-        batch = {
-            "from_id": [e.from_id for e in merged.values()],
-            "to_id": [e.to_id for e in merged.values()],
-            "relationship": [e.relationship for e in merged.values()],
-            "weight": [e.weight for e in merged.values()],
-            "created_at": [_naive(e.created_at or self.clock()) for e in merged.values()],
-        }
+        self._write_edges(
+            {
+                "from_id": [e.from_id for e in merged.values()],
+                "to_id": [e.to_id for e in merged.values()],
+                "relationship": [e.relationship for e in merged.values()],
+                "weight": [e.weight for e in merged.values()],
+                "created_at": [_naive(e.created_at or self.clock()) for e in merged.values()],
+            },
+            source=source,
+        )
+        return list(merged.values())
+
+    def _write_edges(self, batch: dict[str, Any], *, source: str) -> None:
+        """The SQL of an edge upsert (keys unique in ``batch``): raise weights, add new edges."""
         with self._rows("b", batch) as (rows, params):
             self._con.execute(
                 f"""UPDATE edges SET weight = b.weight FROM {rows}
@@ -496,7 +517,6 @@ class DuckDBStore:
                       ON e.from_id = b.from_id AND e.to_id = b.to_id AND e.relationship = b.relationship""",
                 [source, *params],
             )
-        return list(merged.values())
 
     @contextlib.contextmanager
     def _rows(self, name: str, columns: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
