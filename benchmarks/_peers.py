@@ -226,13 +226,21 @@ def real_agent_service() -> Any:
     return AgentService(memory_address="127.0.0.1:9", llm=make_llm("offline"))
 
 
-def real_memory_service() -> Any:
-    """The reference MemoryService over an in-memory DuckDB store holding the demo data set."""
-    from ventros_server.memory import MemoryService, load_demo, open_store
+def real_memory_store() -> Any:
+    """An in-memory DuckDB store holding the demo data set (module-level: also the opener of
+    the store-owner process of "ours x2")."""
+    from ventros_server.memory import load_demo, open_store
 
     store = open_store(":memory:")
     load_demo(store)
-    return MemoryService(store)
+    return store
+
+
+def real_memory_service() -> Any:
+    """The reference MemoryService over an in-memory DuckDB store holding the demo data set."""
+    from ventros_server.memory import MemoryService
+
+    return MemoryService(real_memory_store())
 
 
 def real_services() -> list[Any]:
@@ -240,8 +248,52 @@ def real_services() -> list[Any]:
 
 
 def real_agent_services() -> list[Any]:
-    """What worker processes serve: the DuckDB store is single-process (see multiproc)."""
+    """What grpc.aio worker processes serve: they cannot share one DuckDB store."""
     return [real_agent_service()]
+
+
+def real_forwarding_services(store_address: str, authkey: bytes) -> list[Any]:
+    """What our worker processes serve: the agent service, and the memory service forwarding
+    its store calls to the one store-owner process (ventros_server.memory.remote), as
+    ``ventros serve --workers N`` does. Use through functools.partial (picklable)."""
+    from ventros_server.memory import MemoryService
+    from ventros_server.memory.remote import RemoteStore
+
+    return [real_agent_service(), MemoryService(RemoteStore(store_address, authkey))]
+
+
+def store_ipc_cost_us(repeat: int = 400) -> dict[str, float]:
+    """Microseconds per store call, in-process against forwarded to a store-owner process over
+    its Unix socket (the demo store, the benchmark's KEYWORD_ONLY search; median of ``repeat``)."""
+    import statistics
+
+    from ventros_server.memory.remote import RemoteStore, start_store_process
+    from ventros_server.memory.store import SearchMode, SearchQuery
+
+    query = SearchQuery(REAL_CONTACT_ID, REAL_QUERY, limit=10, mode=SearchMode.KEYWORD)
+
+    def per_call(func: Any, *args: Any) -> float:
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            func(*args)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1e6
+
+    local = real_memory_store()
+    owner = start_store_process(real_memory_store)
+    remote = RemoteStore(owner.address, owner.authkey)
+    try:
+        costs = {
+            "round trip (no store work)": per_call(remote._call, "describe_embedder"),
+            "search in-process": per_call(local.search, query),
+            "search forwarded": per_call(remote.search, query),
+        }
+    finally:
+        remote.close()
+        owner.stop()
+        local.close()
+    return costs
 
 
 def grpcio_real_handlers(pb: dict[str, ModuleType], services: list[Any]) -> list[Any]:

@@ -8,6 +8,7 @@ READY_FILE once it listens, and serves until SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -22,8 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import _peers
 
 # kind -> (stack, options). Our variants run build_server as `ventros serve` does (fast codec,
-# coalesced writes); "x2" is two processes on one port (agent service only with real handlers:
-# the DuckDB memory store is single-process).
+# coalesced writes); "x2" is two processes on one port. With real handlers "ours x2" serves both
+# services as `ventros serve --workers 2` does: one more process owns the DuckDB store and the
+# workers forward their store calls to it (ventros_server.memory.remote); "grpcio x2" serves the
+# agent service only (two grpc.aio processes cannot share one DuckDB store either, and grpc.aio
+# has no such forwarding).
 KINDS: dict[str, dict[str, Any]] = {
     "ours": {"stack": "grpclib"},
     "ours+uvloop": {"stack": "grpclib", "uvloop": True},
@@ -40,16 +44,22 @@ _WORKERS_ENV = "VENTROS_BENCH_WORKERS"
 
 
 def serves(kind: str, rpc: str, handlers: str) -> bool:
-    """Whether ``kind`` serves ``rpc``: real multi-process variants serve the agent service only."""
-    multi = KINDS[kind].get("workers", 1) > 1
-    return not (handlers == "real" and multi and rpc != "ListAvailableAgents")
+    """Whether ``kind`` serves ``rpc``: real multi-process grpcio serves the agent service only."""
+    spec = KINDS[kind]
+    multi = spec.get("workers", 1) > 1
+    return not (handlers == "real" and multi and spec["stack"] == "grpcio" and rpc != "ListAvailableAgents")
 
 
-def services_factory(handlers: str, workers: int) -> Callable[[], list[Any]]:
-    """A module-level (picklable) factory of the servicers our server runs."""
+def services_factory(handlers: str, workers: int, store: Any = None) -> Callable[[], list[Any]]:
+    """A picklable factory of the servicers a server process runs. ``store``: the store-owner
+    process (memory.remote.StoreProcess) our real multi-process variant forwards to."""
     if handlers == "same-shape":
         return _peers.betterproto_services
-    return _peers.real_agent_services if workers > 1 else _peers.real_services
+    if workers == 1:
+        return _peers.real_services
+    if store is not None:
+        return functools.partial(_peers.real_forwarding_services, store.address, store.authkey)
+    return _peers.real_agent_services
 
 
 def _grpcio_handlers(handlers: str, codec: str, stubs: Path, workers: int) -> list[Any]:
@@ -94,19 +104,7 @@ def main(argv: list[str]) -> None:
         siblings = int(os.environ.get(_WORKERS_ENV, "1"))
         asyncio.run(_grpcio(port, Path(stubs), spec["codec"], handlers, siblings, ready))
     elif workers > 1:
-        from ventros_server import multiproc
-
-        group = multiproc.start_workers(
-            services_factory(handlers, workers),
-            "127.0.0.1",
-            port,
-            workers,
-            use_uvloop=spec.get("uvloop", False),
-        )
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # after the workers started
-        _announce(ready, group.pids)
-        signal.sigwait([signal.SIGTERM])
-        group.stop()
+        _our_workers(workers, port, handlers, ready, spec.get("uvloop", False))
     else:
         from ventros_server import multiproc
 
@@ -117,6 +115,26 @@ def main(argv: list[str]) -> None:
             on_ready=lambda: _announce(ready, [os.getpid()]),
         )
         multiproc.run(serve, use_uvloop=spec.get("uvloop", False))
+
+
+def _our_workers(workers: int, port: int, handlers: str, ready: Path, use_uvloop: bool) -> None:
+    """Our worker processes on one port; with real handlers, plus the store-owner process (its
+    CPU is counted with the workers')."""
+    from ventros_server import multiproc
+    from ventros_server.memory.remote import start_store_process
+
+    store = start_store_process(_peers.real_memory_store) if handlers == "real" else None
+    try:
+        group = multiproc.start_workers(
+            services_factory(handlers, workers, store), "127.0.0.1", port, workers, use_uvloop=use_uvloop
+        )
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # after the workers started
+        _announce(ready, group.pids + ([store.pid] if store is not None else []))
+        signal.sigwait([signal.SIGTERM])
+        group.stop()
+    finally:
+        if store is not None:
+            store.stop()
 
 
 def _grpcio_workers(workers: int, port: int, stubs: str, handlers: str, ready: Path) -> None:

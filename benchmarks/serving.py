@@ -413,6 +413,12 @@ def main() -> None:
                 "grpcio adapter (upb <-> betterproto2) us/call: "
                 + ", ".join(f"{k} {v:.0f}" for k, v in costs.items())
             )
+            if any(KINDS[k].get("workers", 1) > 1 and KINDS[k]["stack"] == "grpclib" for k in kinds):
+                ipc = _peers.store_ipc_cost_us()
+                print(
+                    "memory store forwarding (ours x2), us/call, median: "
+                    + ", ".join(f"{k} {v:.0f}" for k, v in ipc.items())
+                )
         running = start_servers(kinds, stubs, work, args.handlers)
         try:
             check_servers(running, args.handlers, rpcs)

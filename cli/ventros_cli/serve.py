@@ -79,9 +79,9 @@ def serve(
             "--workers",
             metavar="N",
             min=1,
-            help="Agent service processes sharing --agent-port (SO_REUSEPORT; the kernel spreads "
-            "connections over them). Above 1 it needs --only agent: the memory service (one DuckDB "
-            "store) always runs in one process, so start it separately with --only memory.",
+            help="Server processes sharing each port (SO_REUSEPORT; the kernel spreads connections "
+            "over them). With the memory service, one more process owns the DuckDB store and the "
+            "workers forward their store calls to it.",
             rich_help_panel=SERVER_PANEL,
         ),
     ] = 1,
@@ -258,9 +258,9 @@ def serve(
     --json: one JSON line per event). With --token (or $VENTROS_TOKEN), $VENTROS_API_KEYS or
     --api-keys-file every call but health checks must carry an API key with the method's scope. The agent service reaches memory at this process's
     memory port, or at --memory-addr. SIGINT/SIGTERM: health turns NOT_SERVING, new calls are
-    refused, running calls get --grace seconds, then the store is closed. --workers N (with
-    --only agent) runs the agent service in N processes on one port; the memory service is
-    always one process.
+    refused, running calls get --grace seconds, then the store is closed. --workers N runs the
+    services in N processes sharing the ports; the memory store then lives in one more process,
+    which every worker's memory service calls.
     """
     from ventros import ConfigurationError
 
@@ -303,14 +303,6 @@ def serve(
         rate_burst=rate_burst,
         grace=grace,
     )
-    if workers > 1 and only is not Only.agent:
-        fail(
-            "--workers above 1 serves the agent service only",
-            code=EXIT_USAGE,
-            kind="CONFIGURATION_ERROR",
-            hint="Add --only agent (with --memory-addr) and run the memory service in its own "
-            "`ventros serve --only memory`: its DuckDB store is single-process.",
-        )
     try:
         if workers > 1:
             _serve_workers(config, workers, log_level)
@@ -339,7 +331,7 @@ def serve(
 
 
 def _serve_workers(config: Any, workers: int, log_level: str) -> None:
-    """The agent service in ``workers`` processes on one port (ventros_server.multiproc)."""
+    """The services in ``workers`` processes sharing the ports (ventros_server.multiproc)."""
     from ventros_server.multiproc import serve_app_workers
 
     serve_app_workers(config, workers, announce=_announce, log_level=logging.getLevelName(log_level.upper()))

@@ -100,6 +100,13 @@ class ServeConfig:
     grace: float = 10.0
     #: Listen with SO_REUSEPORT, so that several processes share the ports (multiproc workers).
     reuse_port: bool = False
+    #: Worker processes: the Unix socket of the process that owns the memory store, and its key
+    #: (ventros_server.memory.remote); the memory service then forwards every store call there.
+    store_address: str | None = None
+    store_authkey: bytes | None = field(default=None, repr=False)
+    #: Worker processes: the key every worker's agent service presents to the (shared) memory
+    #: port, chosen once by the parent so that any worker accepts any other's calls.
+    internal_key: str | None = field(default=None, repr=False)
 
     @property
     def services(self) -> tuple[ServiceName, ...]:
@@ -301,7 +308,7 @@ class VentrosApp:
         #: The key the agent service uses on this process's memory port (read and write only).
         self.internal_key: str | None = None
         if self.keys is not None and config.only is None and not config.memory_addr:
-            self.internal_key = secrets.token_urlsafe(32)
+            self.internal_key = config.internal_key or secrets.token_urlsafe(32)
 
     # -- addresses -------------------------------------------------------------------------
 
@@ -475,16 +482,32 @@ async def _memory_service(app: VentrosApp) -> Any:
     from . import memory  # the [server] extra: duckdb, hnswlib
 
     config = app.config
-    app.store = await asyncio.to_thread(
-        memory.open_store, config.db, embedder=config.embedder, **config.embedder_options
-    )
-    if config.demo:
-        log.info("loading the demo data set")
-        await asyncio.to_thread(memory.load_demo, app.store)
-    for path in config.imports:
-        log.info("importing %s", path)
-        await asyncio.to_thread(memory.import_jsonl, app.store, path)
+    if config.store_address:  # a worker process: the store lives in the store-owner process
+        from .memory.remote import RemoteStore
+
+        app.store = RemoteStore(config.store_address, config.store_authkey or b"")
+    else:
+        app.store = await asyncio.to_thread(open_memory_store, config)
     return memory.MemoryService(app.store)
+
+
+def open_memory_store(config: ServeConfig) -> Any:
+    """Open the store of ``config`` and load its data (demo, imports): blocking; also what the
+    store-owner process of ``ventros serve --workers N`` runs."""
+    from . import memory
+
+    store = memory.open_store(config.db, embedder=config.embedder, **config.embedder_options)
+    try:
+        if config.demo:
+            log.info("loading the demo data set")
+            memory.load_demo(store)
+        for path in config.imports:
+            log.info("importing %s", path)
+            memory.import_jsonl(store, path)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _agent_service(app: VentrosApp) -> Any:

@@ -211,11 +211,11 @@ def start_workers(
     return WorkerGroup(processes, host, port, reservation)
 
 
-# -- `ventros serve --workers N`: the full agent service (auth, TLS, limits, drain) per worker --
+# -- `ventros serve --workers N`: whole app servers (auth, TLS, limits, drain) per worker --
 
 
 def _app_worker_main(config: Any, log_level: int, ready: Any) -> None:
-    """One agent-service worker: ventros_server.app.run on the shared port (SO_REUSEPORT)."""
+    """One worker: ventros_server.app.run on the shared port(s) (SO_REUSEPORT)."""
     # Own process group: a terminal's Ctrl-C reaches the parent only, which forwards one
     # SIGTERM; a worker that also got SIGINT would count it as a second signal and skip the grace.
     os.setpgrp()
@@ -257,27 +257,26 @@ def serve_app_workers(
     log_level: int = logging.INFO,
     ready_timeout: float = 60.0,
 ) -> None:
-    """The agent service of ``config`` (a ServeConfig with ``only="agent"``) in ``workers``
-    processes sharing its port, until SIGINT/SIGTERM (what ``ventros serve --workers N`` runs).
+    """The services of ``config`` (a ServeConfig: agent, memory or both) in ``workers``
+    processes sharing its ports, until SIGINT/SIGTERM (what ``ventros serve --workers N`` runs).
 
-    Each worker is a whole ``ventros_server.app`` agent server, so API keys, TLS, the rate limit
-    (per worker) and the graceful drain behave as with one process. A first signal is forwarded
-    to every worker as SIGTERM (each drains for ``config.grace``), a second one ends the grace.
-    Raises ConfigurationError for a bad config (before any worker starts) and RuntimeError when
-    a worker fails to start or dies.
+    Each worker is a whole ``ventros_server.app`` server, so API keys, TLS, the rate limit (per
+    worker) and the graceful drain behave as with one process. When the memory service runs, one
+    more process owns the DuckDB store (``memory.remote``): it opens and loads it before the
+    workers start, and every worker forwards its store calls to it. A first signal is forwarded
+    to every worker as SIGTERM (each drains for ``config.grace``), a second one ends the grace;
+    once the workers are gone the store process closes the store. Raises ConfigurationError for
+    a bad config (before any process starts) and RuntimeError when a process fails to start or
+    dies (the others are then stopped).
     """
-    import dataclasses
-
-    from ventros import _settings
-
-    if config.only != "agent":
-        raise ValueError("worker processes serve the agent service only (only='agent')")
     config.validate()
-    reservation = reuse_port_socket(config.host.strip("[]") or "0.0.0.0", config.agent_port, listen=False)
-    port = reservation.getsockname()[1]
-    worker_config = dataclasses.replace(config, agent_port=port, reuse_port=True)
-    ctx = multiprocessing.get_context("spawn")
+    host = config.host.strip("[]") or "0.0.0.0"
+    reservations = {
+        name: reuse_port_socket(host, _port(config, name), listen=False) for name in config.services
+    }
+    ports = {name: sock.getsockname()[1] for name, sock in reservations.items()}
     processes: list[Any] = []
+    store: Any = None
     signals = 0
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -290,33 +289,27 @@ def serve_app_workers(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     failure: str | None = None
     try:
-        readies = []
-        for i in range(workers):
-            ready = ctx.Semaphore(0)
-            target_args = (worker_config, log_level, ready)
-            p = ctx.Process(target=_app_worker_main, args=target_args, name=f"ventros-agent-worker-{i}")
-            p.start()
-            processes.append(p)
-            readies.append(ready)
-        _wait_ready(processes, readies, ready_timeout, stopping=lambda: signals > 0)
+        if "memory" in ports:
+            from .app import open_memory_store
+            from .memory.remote import start_store_process
+
+            store = start_store_process(
+                open_memory_store, config, ready_timeout=3600, stopping=lambda: signals > 0
+            )
+        worker_config = _worker_config(config, ports, store)
+        _start_app_workers(processes, worker_config, workers, log_level, ready_timeout, lambda: signals > 0)
         if not signals:
-            host = config.host
-            address = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
-            announce(f"agent service listening on {address}")
-            announce(
-                f"agent service uses the memory service at {_settings.memory_address(config.memory_addr)}"
-            )
-            log.info(
-                "agent service: %d worker processes (pids %s)",
-                workers,
-                " ".join(str(p.pid) for p in processes),
-            )
-        while not signals and all(p.is_alive() for p in processes):
+            _announce_workers(config, ports, processes, store, announce)
+        while not signals and all(p.is_alive() for p in processes) and (store is None or store.alive()):
             time.sleep(0.2)
         if not signals:
-            failure = "an agent worker exited unexpectedly; the others were stopped"
+            failure = (
+                "the memory store process exited unexpectedly; the workers were stopped"
+                if store is not None and not store.alive()
+                else "a worker exited unexpectedly; the others were stopped"
+            )
     except RuntimeError as exc:
-        failure = str(exc)
+        failure = None if signals else str(exc)
     finally:
         if processes:
             announce("shutting down: health is NOT_SERVING, no new calls accepted")
@@ -327,9 +320,82 @@ def serve_app_workers(
             if p.is_alive():
                 p.kill()
                 p.join(5)
-        reservation.close()
+        if store is not None:  # last: the workers' running calls needed it
+            code = store.stop()
+            if code not in (0, None) and failure is None:
+                failure = f"the memory store process exited with code {code}"
+        for sock in reservations.values():
+            sock.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     announce("stopped")
     if failure is not None:
         raise RuntimeError(failure)
+
+
+def _port(config: Any, name: str) -> int:
+    return int(config.agent_port if name == "agent" else config.memory_port)
+
+
+def _worker_config(config: Any, ports: dict[str, int], store: Any) -> Any:
+    """The config each worker runs: the reserved ports, SO_REUSEPORT, the store owner's socket,
+    and one internal key for the agent -> memory calls of every worker (any worker may answer)."""
+    import dataclasses
+    import secrets
+
+    changes: dict[str, Any] = {"reuse_port": True}
+    if "agent" in ports:
+        changes["agent_port"] = ports["agent"]
+    if "memory" in ports:
+        changes["memory_port"] = ports["memory"]
+        changes["store_address"] = store.address
+        changes["store_authkey"] = store.authkey
+    if config.only is None and not config.memory_addr:
+        changes["internal_key"] = secrets.token_urlsafe(32)
+    return dataclasses.replace(config, **changes)
+
+
+def _start_app_workers(
+    processes: list[Any],
+    config: Any,
+    workers: int,
+    log_level: int,
+    ready_timeout: float,
+    stopping: Callable[[], bool],
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    readies = []
+    for i in range(workers):
+        ready = ctx.Semaphore(0)
+        p = ctx.Process(target=_app_worker_main, args=(config, log_level, ready), name=f"ventros-worker-{i}")
+        p.start()
+        processes.append(p)
+        readies.append(ready)
+    _wait_ready(processes, readies, ready_timeout, stopping=stopping)
+
+
+def _announce_workers(
+    config: Any, ports: dict[str, int], processes: list[Any], store: Any, announce: Callable[[str], None]
+) -> None:
+    from ventros import _settings
+
+    def address(host: str, port: int) -> str:
+        return f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
+
+    for name in ("memory", "agent"):
+        if name in ports:
+            announce(f"{name} service listening on {address(config.host, ports[name])}")
+    if "agent" in ports:
+        if config.memory_addr or "memory" not in ports:
+            memory = _settings.memory_address(config.memory_addr)
+        else:
+            wildcard = config.host in ("", "0.0.0.0", "::", "[::]")
+            memory = address("127.0.0.1" if wildcard else config.host, ports["memory"])
+        announce(f"agent service uses the memory service at {memory}")
+    log.info(
+        "%s: %d worker processes (pids %s)%s",
+        " and ".join(f"{n} service" for n in ports),
+        len(processes),
+        " ".join(str(p.pid) for p in processes),
+        f"; the memory store in process {store.pid}" if store is not None else "",
+    )

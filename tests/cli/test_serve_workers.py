@@ -1,5 +1,9 @@
-"""``ventros serve --only agent --workers 2`` as a real subprocess: two agent processes share one
-port (SO_REUSEPORT), each a whole agent server (API keys included), and SIGTERM stops them all."""
+"""``ventros serve --workers 2`` as a real subprocess. Agent only: two agent processes share one
+port (SO_REUSEPORT), each a whole agent server (API keys included), and SIGTERM stops them all.
+Both services: the workers forward their store calls to one store process (memory.remote), so a
+memory stored through one worker is found through the other at once, store answers keep their
+status codes, SIGTERM drains the workers and then closes the store, and a dead store process
+stops the server."""
 
 from __future__ import annotations
 
@@ -10,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from ventros import AgentClient, UnauthenticatedError
+from ventros import AgentClient, InvalidArgumentError, MemoryClient, NotFoundError, UnauthenticatedError
+from ventros.memory import SearchMode
 
-from .conftest import run_cli
 from .test_serve import Served, start_serve
 
 TOKEN = "workers-test-key"
@@ -130,7 +134,162 @@ def _alive(pids: list[int], wait: float) -> dict[int, str]:
         time.sleep(0.1)
 
 
-def test_workers_above_one_need_only_agent():
-    result = run_cli("serve", "--workers", "2", "--agent-port", "0", "--memory-port", "0")
-    assert result.code == 2
-    assert "--only agent" in result.stderr
+# -- both services: the memory store in one process, forwarded to by the workers --------------
+
+DEMO_CONTACT = "d6ab2bca-5565-4628-84fe-5d4638b3b2b1"
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory) -> Served:
+    pytest.importorskip("ventros_server.memory")
+    db = tmp_path_factory.mktemp("workers") / "memory.duckdb"
+    served = start_serve(
+        "--workers", "2", "--demo", "--db", str(db), "--agent-port", "0", "--memory-port", "0",
+        "--token", TOKEN, "--grace", "2",
+        expect=("agent", "memory"),
+    )  # fmt: skip
+    served.db = db  # type: ignore[attr-defined]
+    yield served
+    served.stop()
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+async def _clients_per_worker(address: str, pids: list[int]) -> dict[int, list[MemoryClient]]:
+    """Open connections one at a time until both workers hold some; group the clients by worker."""
+    port, by_pid = _port(address), {}
+    before = {pid: _established_to(pid, port) for pid in pids}
+    for _ in range(CONNECTIONS):
+        client = MemoryClient(address, token=TOKEN)
+        await client.search_memories(contact_id=DEMO_CONTACT, query="delivery", mode=SearchMode.KEYWORD_ONLY)
+        now = {pid: _established_to(pid, port) for pid in pids}
+        (pid,) = [p for p in pids if now[p] > before[p]]
+        by_pid.setdefault(pid, []).append(client)
+        before = now
+        if len(by_pid) == 2:
+            break
+    return by_pid
+
+
+@pytest.mark.timeout(120)
+def test_a_memory_stored_through_one_worker_is_found_through_the_other(full):
+    address = full.addresses["memory"]
+
+    async def scenario() -> None:
+        by_pid = await _clients_per_worker(address, _children(full.proc.pid))
+        assert len(by_pid) == 2, "every connection landed on one worker"
+        (first, *_), (second, *_) = by_pid.values()
+        try:
+            for writer, reader, word in ((first, second, "aardvark"), (second, first, "zeppelin")):
+                stored = await writer.store_memory(
+                    contact_id=DEMO_CONTACT,
+                    content=f"Asked about the {word} gift box",
+                    memory_type="preference",
+                )
+                found = await reader.search_memories(
+                    contact_id=DEMO_CONTACT, query=f"{word} gift box", mode=SearchMode.KEYWORD_ONLY
+                )
+                assert found.memories[0].id == stored.memory_id
+        finally:
+            for clients in by_pid.values():
+                for client in clients:
+                    client.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_memory_workers_keep_the_status_codes_and_agents_reach_memory(full):
+    memory, agents = full.addresses["memory"], full.addresses["agent"]
+
+    async def scenario() -> None:
+        for _ in range(6):  # fresh connections, so both workers are likely asked
+            async with MemoryClient(memory, token=TOKEN) as client:
+                with pytest.raises(NotFoundError) as missing:
+                    await client.get_contact_context(contact_id="00000000-0000-4000-8000-00000000dead")
+                assert missing.value.code == "CONTACT_NOT_FOUND"
+                with pytest.raises(NotFoundError) as unknown:
+                    await client.get_related_entities(entity_id="no-such-entity")
+                assert unknown.value.code == "ENTITY_NOT_FOUND"
+                with pytest.raises(InvalidArgumentError):
+                    await client.search_memories(contact_id="nope", query="x")
+            async with MemoryClient(memory) as anonymous:
+                with pytest.raises(UnauthenticatedError):
+                    await anonymous.search_memories(contact_id=DEMO_CONTACT, query="x")
+            # The agents of every worker call the shared memory port with one internal key.
+            async with AgentClient(agents, token=TOKEN) as client:
+                run = await client.execute_agent(
+                    agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT,
+                    channel_id="660e8400-e29b-41d4-a716-446655440001", message="where is my order?",
+                )  # fmt: skip
+                assert run.metadata["memory"] == "ok", run.metadata
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_drains_the_workers_then_closes_the_store(full):
+    pids = _children(full.proc.pid)
+    assert len(pids) >= 3  # two workers and the store process
+    code, rest = full.stop(signal.SIGTERM, timeout=30)
+    assert code == 0, rest
+    assert rest[-1] == "stopped"
+    assert not _alive(pids, wait=5)
+    # Closed cleanly: the file opens again (no lock left) and holds what the workers stored.
+    from ventros_server.memory import open_store
+    from ventros_server.memory.store import SearchMode as StoreMode
+    from ventros_server.memory.store import SearchQuery
+
+    store = open_store(str(full.db))
+    try:
+        found = store.search(SearchQuery(DEMO_CONTACT, "aardvark gift box", mode=StoreMode.KEYWORD))
+        assert "aardvark" in found.memories[0].memory.content
+    finally:
+        store.close()
+
+
+def _listening_on(pid: int, port: int) -> bool:
+    inodes = {os.readlink(fd)[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir() if _is_socket(fd)}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A" and fields[9] in inodes:
+                return True
+    return False
+
+
+def _is_socket(fd: Path) -> bool:
+    try:
+        return os.readlink(fd).startswith("socket:[")
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(90)
+def test_a_dead_store_process_stops_the_server():
+    pytest.importorskip("ventros_server.memory")
+    served = start_serve(
+        "--only", "memory", "--workers", "2", "--db", ":memory:", "--memory-port", "0", "--grace", "1",
+        expect=("memory",),
+    )  # fmt: skip
+    try:
+        port = _port(served.addresses["memory"])
+        children = _children(served.proc.pid)
+        workers = [pid for pid in children if _listening_on(pid, port)]
+        others = [pid for pid in children if pid not in workers and "resource_tracker" not in _cmdline(pid)]
+        assert len(workers) == 2 and len(others) == 1, (workers, others)
+        os.kill(others[0], signal.SIGKILL)
+        code = served.proc.wait(30)
+        assert code != 0
+        assert not _alive(workers, wait=5)
+    finally:
+        served.stop(timeout=30)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
