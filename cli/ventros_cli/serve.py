@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -317,17 +317,31 @@ def serve(
             f"the reference server needs a package that is not installed ({exc.name})",
             hint="pip install 'ventros[server]'",
         )
-    except Exception as exc:  # e.g. the store file is locked by another server
-        logging.getLogger("ventros.serve").debug("start-up failed", exc_info=True)
-        locked = "lock" in str(exc).lower()
+    except RuntimeError as exc:
+        if workers == 1:
+            _could_not_start(exc)
+        # A worker or the store process failed (its own log, above, says why).
         fail(
-            f"the server could not start: {type(exc).__name__}: {exc}",
+            f"the server stopped: {exc}",
             code=EXIT_FAILURE,
-            hint="Another `ventros serve` (or `ventros memory import`) has this --db open: stop it, or pass "
-            "another --db (--db :memory: keeps nothing)."
-            if locked
-            else "Run with --log-level debug for details.",
+            hint="If the store process could not open --db, another `ventros serve` (or `ventros "
+            "memory import`) may have it open.",
         )
+    except Exception as exc:  # e.g. the store file is locked by another server
+        _could_not_start(exc)
+
+
+def _could_not_start(exc: Exception) -> NoReturn:
+    logging.getLogger("ventros.serve").debug("start-up failed", exc_info=True)
+    locked = "lock" in str(exc).lower()
+    fail(
+        f"the server could not start: {type(exc).__name__}: {exc}",
+        code=EXIT_FAILURE,
+        hint="Another `ventros serve` (or `ventros memory import`) has this --db open: stop it, or pass "
+        "another --db (--db :memory: keeps nothing)."
+        if locked
+        else "Run with --log-level debug for details.",
+    )
 
 
 def _serve_workers(config: Any, workers: int, log_level: str) -> None:

@@ -12,15 +12,23 @@ Constraints that follow:
 * ``make_services`` is called in each worker, started with the "spawn" method: pass a
   module-level function (picklable), not a lambda or a closure.
 * Every worker has its own state. The agent service holds nothing shared and scales this way.
-  The memory service does not, as is: a DuckDB file can be opened read-write by one process
-  only, so several workers cannot share one writable store. Options: run the memory service in
-  one process (workers=1), or give workers read-only replicas (``duckdb.connect(path,
-  read_only=True)``; StoreMemory must then go to a single writer), or ``:memory:`` stores that
-  each worker fills from the same data set (demo/benchmark use only: writes are not shared).
+  The memory service cannot simply be copied: a DuckDB file is writable by one process only.
+  The options were: the memory service in one process (workers=1); read-only replicas
+  (``duckdb.connect(path, read_only=True)``, with StoreMemory sent to a single writer, and
+  writes visible to the other workers only after they reopen); ``:memory:`` stores each worker
+  fills from the same data set (writes not shared: demo use only); or ONE process that owns
+  the store and workers that forward each store call to it. The last is what
+  ``serve_app_workers`` does (``ventros_server.memory.remote``): workers do HTTP/2, the codec,
+  validation and API keys, the owner runs the store calls (~20 us per IPC round trip; a
+  KEYWORD_ONLY search costs ~0.25 ms in-process and ~0.5 ms forwarded, pickling included), so
+  read-your-writes holds across workers and status codes are those of one process.
+  ``start_workers`` (tests, benchmarks) leaves the choice to ``make_services``.
 * Health is per process: a health check reaches whichever worker the kernel picked.
 
 ``ventros serve --workers N`` uses ``serve_app_workers``: each worker is a whole
-``ventros_server.app`` agent server (keys, TLS, rate limit, graceful drain).
+``ventros_server.app`` server (keys, TLS, rate limit, graceful drain) for the agent service,
+the memory service or both; with the memory service one more process owns the store, opened
+and loaded before the workers start and closed after they have drained.
 
 ``uvloop`` is used when it is installed (``use_uvloop=None``), else asyncio's default loop.
 """
