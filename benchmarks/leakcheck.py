@@ -8,8 +8,10 @@ Each phase warms up with ``--calls / 10`` calls, then makes ``--calls`` calls fr
 and after, the growth per call over the whole phase and over its second half (a leak keeps its
 slope; a cache filling up flattens). ExecuteAgent and StreamAgentExecution also store an agent
 insight when the classifier is confident, so part of their growth is data: the ``store`` phase
-stores such an insight alone (StoreMemory), for comparison. The read RPCs (search, keyword,
-context, related) write nothing, so any growth they show is memory held per call. Exit status 1 if a read RPC's second-half slope exceeds ``--max-bytes-per-call``.
+stores such an insight alone (StoreMemory), and ``execute_ro`` runs ExecuteAgent without the
+store_memory tool, for comparison. The read RPCs (search, keyword, context, related, and
+execute_ro) write nothing, so any growth they show is memory held per call. Exit status 1 if a
+read RPC's second-half slope exceeds ``--max-bytes-per-call``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ventros.memory import SearchMode
 
 from benchmarks.soak import CHANNEL, DEMO_CONTACT, Server, rss_mib
 
-READS = ("search", "keyword", "context", "related")
+READS = ("search", "keyword", "context", "related", "execute_ro")
 Call = Callable[[], Awaitable[object]]
 
 
@@ -61,8 +63,16 @@ def calls(agents: ventros.AgentClient, memory: ventros.MemoryClient) -> dict[str
             metadata={"agent_type": "CustomerServiceAgent", "intent": "product_inquiry", "channel_id": CHANNEL},
         )  # fmt: skip
 
+    async def execute_ro() -> None:  # the same pipeline, the store_memory tool not allowed
+        await agents.execute_agent(
+            agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT, channel_id=CHANNEL,
+            message="Oi, quero saber sobre o produto X",
+            options=ventros.agents.ExecutionOptions(tools=["get_contact_context", "search_memories"]),
+        )  # fmt: skip
+
     return {
         "store": store,
+        "execute_ro": execute_ro,
         "execute": execute,
         "stream": stream,
         "search": lambda: memory.search_memories(
@@ -108,7 +118,7 @@ async def phase(name: str, call: Call, count: int, concurrency: int, pid: int) -
     elapsed = time.monotonic() - started
     whole, second = slope(points), slope(points[5:])
     print(
-        f"{name:<8} {count:>7} {count / elapsed:>8.0f} {points[0][1]:>9.1f} {points[-1][1]:>9.1f} "
+        f"{name:<10} {count:>7} {count / elapsed:>8.0f} {points[0][1]:>9.1f} {points[-1][1]:>9.1f} "
         f"{whole:>9.0f} {second:>10.0f}"
     )
     return name, second
@@ -125,7 +135,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
             ):
                 table = calls(agents, memory)
-                print(f"{'rpc':<8} {'calls':>7} {'calls/s':>8} {'RSS0 MiB':>9} {'RSS1 MiB':>9} "
+                print(f"{'rpc':<10} {'calls':>7} {'calls/s':>8} {'RSS0 MiB':>9} {'RSS1 MiB':>9} "
                       f"{'B/call':>9} {'B/call 2nd':>10}")  # fmt: skip
                 slopes = dict(
                     [await phase(n, table[n], args.calls, args.concurrency, server.proc.pid) for n in names]
@@ -140,7 +150,7 @@ async def main_async(args: argparse.Namespace) -> int:
     return 1 if worst or exit_code != 0 else 0
 
 
-ORDER = ["search", "keyword", "context", "related", "store", "execute", "stream"]
+ORDER = ["search", "keyword", "context", "related", "execute_ro", "store", "execute", "stream"]
 
 
 def main() -> None:
