@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import ventros_server  # noqa: E402
 from ventros_server.memory import import_jsonl, make_embedder, open_store  # noqa: E402
 
 from benchmarks.memory_corpus import contact_ids, jsonl_lines  # noqa: E402
@@ -122,7 +123,9 @@ def main() -> None:
         + f" --runs {args.runs}"
         + (" --no-peer" if args.no_peer else "")
     )
-    print(f"machine: {os.cpu_count()} cores; {load()} at start")
+    print(
+        f"machine: {os.cpu_count()} cores; {load()} at start; ventros_server from {Path(ventros_server.__file__).parent}"
+    )
     rows: list[str] = []
     header = (
         f"{'system':<9}{'memories':>10}{'parse s':>9}{'embed s':>9}{'write s':>9}{'index s':>9}"

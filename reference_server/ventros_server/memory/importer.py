@@ -46,6 +46,8 @@ from .store import (
 from .validation import ENTITY_ID_RE, SNAKE_RE
 
 BATCH = 20_000
+#: Lines parsed per chunk (a unit of work of the worker process).
+CHUNK_LINES = 20_000
 
 
 class BadRecord(ValueError):
@@ -339,12 +341,13 @@ def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int
 
 
 def _parsed_chunks(
-    chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool
+    chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool, depth: int = 2
 ) -> Iterator[_Parsed]:
     """The chunks parsed, in order. With ``parallel`` and more than one chunk, a worker process
     parses (and embeds) the chunks after the first, up to two ahead of the writes, while this
     process writes the previous ones (DuckDB, the search indexes): the two halves of an import
-    take about the same time, and the machine has a second core."""
+    take about the same time, and the machine has a second core. ``depth``: chunks submitted
+    ahead (enough to cover a write batch, so the worker goes on while a batch is written)."""
     first = next(chunks, None)
     if first is None:
         return
@@ -355,8 +358,8 @@ def _parsed_chunks(
         return
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         ahead: deque[Future[_Parsed]] = deque([pool.submit(_parse_chunk, *second, embed_dim)])
-        if (third := next(chunks, None)) is not None:
-            ahead.append(pool.submit(_parse_chunk, *third, embed_dim))
+        for chunk in islice(chunks, max(depth - 1, 0)):
+            ahead.append(pool.submit(_parse_chunk, *chunk, embed_dim))
         yield _parse_chunk(*first, embed_dim)  # here, while the worker starts
         while ahead:
             parsed = ahead.popleft().result()
@@ -407,7 +410,9 @@ def import_jsonl(
     embed_dim = embedder.dim if type(embedder) is OfflineEmbedder else None
     bulk = getattr(store, "bulk_load", None)
     with bulk() if bulk is not None else contextlib.nullcontext():
-        for parsed in _parsed_chunks(_chunks(source, batch_size), embed_dim, parallel):
+        chunk_lines = min(batch_size, CHUNK_LINES)
+        depth = batch_size // chunk_lines + 1
+        for parsed in _parsed_chunks(_chunks(source, chunk_lines), embed_dim, parallel, depth):
             errors.extend(parsed.errors)
             line_no = parsed.last_line
             for kind, items in parsed.items.items():
