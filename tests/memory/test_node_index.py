@@ -19,6 +19,7 @@ import pytest
 import ventros
 from ventros_server.demo_data import load_demo
 from ventros_server.memory import DuckDBStore, MemoryService, churn, make_embedder
+from ventros_server.memory.node_index import NodeIndex
 from ventros_server.memory.store import (
     Contact,
     EdgeRecord,
@@ -215,3 +216,11 @@ async def test_contact_known_by_a_message_only(tmp_path: Path) -> None:
         assert context.stats.total_messages == 1
         with pytest.raises(ventros.NotFoundError):
             await client.get_contact_context(contact_id=BUYER_ONLY)
+
+
+def test_linked_entities_are_added_when_new_the_last_link_type_winning() -> None:
+    index = NodeIndex()
+    index.add_entities([Entity("prod-1", "product", {"name": "Fone X"})])
+    index.add_linked(["prod-1", "ord-7", "ord-7"], ["order", "order", "ticket"])
+    assert index.entity("prod-1") == ("product", '{"name": "Fone X"}')
+    assert index.entity("ord-7") == ("ticket", None) and index.entity("nope") is None

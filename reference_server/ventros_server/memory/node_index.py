@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 
 import duckdb
 
-from .store import Entity, MemoryRecord
+from .store import Entity
 
 PROFILE = 1
 MESSAGES = 2
@@ -48,6 +48,9 @@ class NodeIndex:
         self._entity_type: dict[str, str] = {}
         self._properties: dict[str, str] = {}
         self._contacts: dict[str, int] = {}
+        #: Bumped whenever an entity is written: caches of entity properties key on it
+        #: (linked_entities.py).
+        self.version = 0
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -81,13 +84,11 @@ class NodeIndex:
                 if replace or entity.id not in self._entity_type:
                     self._set_entity(entity.id, entity.type, entity.properties)
 
-    def add_linked(self, records: Sequence[MemoryRecord]) -> None:
-        """Entities named by memory links that the store did not know (type from the link,
-        the batch's last link of an id winning, no properties): DuckDBStore._insert_links."""
-        new: dict[str, str] = {}
-        for record in records:
-            for ref in record.related:
-                new[ref.entity_id] = ref.entity_type
+    def add_linked(self, entity_ids: Sequence[str], entity_types: Sequence[str]) -> None:
+        """Entities named by memory links (one id and type per link, in link order) that the
+        store did not know: type from the link, the batch's last link of an id winning, no
+        properties (DuckDBStore._insert_links's SQL)."""
+        new = dict(zip(entity_ids, entity_types, strict=True))
         if new:
             self.add_entities((Entity(i, t) for i, t in new.items()), replace=False)
 
@@ -101,6 +102,7 @@ class NodeIndex:
                 self._contacts[key] = self._contacts.get(key, 0) | flag
 
     def _set_entity(self, entity_id: str, etype: str, properties: str | dict[str, str] | None) -> None:
+        self.version += 1
         self._entity_type[str(entity_id)] = self._types.setdefault(etype, etype)
         text = _json(properties)
         if text:
