@@ -19,12 +19,10 @@ A DuckDB file can be opened by one process at a time.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib.util
 import json
 import logging
 import math
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +38,7 @@ from .batch import NO_TIME, MemoryBatch, embed_batch, from_micros, micros
 from .contact_index import ContactIndex, ContactView, NewRows
 from .edge_index import EdgeIndex
 from .embedders import Embedder
+from .linked_entities import LinkedEntities
 from .memory_rows import MemoryRows
 from .node_index import MESSAGES, PROFILE, NodeIndex
 from .store import (
@@ -184,6 +183,7 @@ class DuckDBStore:
             self.rows.load(self._con)
             self.nodes = NodeIndex(self._lock)
             self.nodes.load(self._con)
+            self.linked = LinkedEntities(self.contacts, self.edges, self.nodes)
             self._load_vectors()
         except Exception:
             self._con.close()
@@ -653,9 +653,7 @@ class DuckDBStore:
 
     def search(self, query: SearchQuery) -> SearchResult:
         weights = ranking.mode_weights(query.mode, self.weights)
-        query_vector = (
-            self.embedder.embed([query.query])[0] if weights.vector > 0 and query.query.strip() else None
-        )
+        query_vector, query_terms = self._query_features(query.query, weights)
         contact_id = query.contact_id.lower()
         with self._lock:
             # The contact's memories (of the given types), postings and links: contact_index.py.
@@ -665,7 +663,7 @@ class DuckDBStore:
                 if query_vector is not None
                 else ranking.NO_SCORES
             )
-            keyword = self._keyword_scores(query.query, view) if weights.keyword > 0 else ranking.NO_SCORES
+            keyword = self._keyword_scores(query_terms, view) if weights.keyword > 0 else ranking.NO_SCORES
             graph_scores = (
                 self._graph_scores(contact_id, query.query, view) if weights.graph > 0 else ranking.NO_SCORES
             )
@@ -702,14 +700,26 @@ class DuckDBStore:
         keep = ~np.isnan(sims) & (sims >= self.vector_min_similarity)
         return seqs[keep], np.clip(sims[keep].astype(np.float64), 0.0, 1.0)
 
-    def _keyword_scores(self, query: str, view: ContactView) -> ranking.Scores:
+    def _query_features(self, query: str, weights: FusionWeights) -> tuple[np.ndarray | None, np.ndarray]:
+        """The query's vector (None when the vector source does not weigh or the query is
+        blank) and its keyword terms (unique), hashed once when the embedder can give both
+        (the offline one hashes the same words: ~80 us of a HYBRID search saved)."""
+        wants_vector = weights.vector > 0 and bool(query.strip())
+        both = getattr(self.embedder, "embed_with_terms", None)
+        if wants_vector and weights.keyword > 0 and both is not None:
+            vectors, terms = both([query])
+            return vectors[0], np.unique(terms.hash)
+        vector = self.embedder.embed([query])[0] if wants_vector else None
+        terms = np.unique(text.term_hashes([query]).hash) if weights.keyword > 0 else np.empty(0, np.int64)
+        return vector, terms
+
+    def _keyword_scores(self, terms: np.ndarray, view: ContactView) -> ranking.Scores:
         """BM25 (k1=1.2, b=0.75) of the candidates that contain at least one query term.
 
         Corpus statistics (document frequencies, N, average length) are global: a word common
         across all contacts weighs little for each of them. They come from self.corpus, the
         in-memory tally of the postings table; the contact's postings from the contact index.
         """
-        terms = np.unique(text.term_hashes([query]).hash)
         if len(terms) == 0 or len(view.postings) == 0:
             return ranking.NO_SCORES
         hits = view.postings[np.isin(view.postings["term"], terms)]
@@ -737,14 +747,13 @@ class DuckDBStore:
         """
         if len(view.links) == 0 or not view.allowed.any():
             return ranking.NO_SCORES
-        entity_ids = self.contacts.entities.names
-        codes, entity_of_link = np.unique(view.links["entity"], return_inverse=True)
-        linked = [entity_ids[c] for c in codes.tolist()]
-        relevance = NEIGHBOURHOOD_FACTOR * self.edges.relevance(
-            contact_id, linked, decay=graph.DECAY, max_visited=graph.MAX_VISITED
+        every_link = view.links if view.allowed.all() else self.contacts.view(contact_id).links
+        linked = self.linked.of(contact_id, every_link)  # ids resolved, cached (linked_entities.py)
+        relevance = NEIGHBOURHOOD_FACTOR * self.edges.relevance_of_codes(
+            contact_id, linked.node_codes, decay=graph.DECAY, max_visited=graph.MAX_VISITED
         )
-        named = _named_entities(query, [(eid, self.nodes.properties(eid)) for eid in linked])
-        relevance[[i for i, eid in enumerate(linked) if eid in named]] = 1.0
+        relevance[linked.named(query)] = 1.0
+        entity_of_link = np.searchsorted(linked.codes, view.links["entity"])
         strength = np.clip(view.links["strength"].astype(np.float64), 0.0, 1.0)
         best = np.zeros(len(view.memories))
         np.maximum.at(best, view.links["pos"], strength * relevance[entity_of_link])
@@ -1116,36 +1125,6 @@ def _column(values: Sequence[Any]) -> np.ndarray:
     if isinstance(sample, datetime):
         return _timestamps(values)
     return np.asarray(values)
-
-
-_ID_TOKEN = re.compile(r"[A-Za-z0-9_.:-]+")
-
-
-def _named_entities(query: str, entities: Iterable[tuple[str, str | None]]) -> set[str]:
-    """Entities the query names: by id (a token of the query, any case), or by their "name" or
-    "title" property appearing in the folded query as a whole-word phrase."""
-    if not query.strip():
-        return set()
-    tokens = {t.lower() for t in _ID_TOKEN.findall(query)}
-    folded = f" {text.fold(query)} "
-    named: set[str] = set()
-    for entity_id, props in entities:
-        if entity_id.lower() in tokens:
-            named.add(entity_id)
-            continue
-        if any(f" {label} " in folded for label in _labels(props)):
-            named.add(entity_id)
-    return named
-
-
-@functools.lru_cache(maxsize=65_536)
-def _labels(properties: str | None) -> tuple[str, ...]:
-    """The folded, non-empty "name" and "title" of an entity's properties JSON. Cached by the
-    JSON text (an update is a new key): a contact linked to 2,000 entities otherwise parsed
-    and folded 2,000 JSON objects per GRAPH search (~12 ms)."""
-    parsed = json.loads(properties) if properties else {}
-    labels = (text.fold(str(parsed.get(key, ""))) for key in ("name", "title"))
-    return tuple(label for label in labels if label)
 
 
 __all__ = ["DuckDBStore"]

@@ -80,12 +80,18 @@ class EdgeIndex:
         max over start's neighbours m of  rel1(m) * w(m, target) * decay.
         Like best_paths, depth 2 is skipped when depth 1 reached more than ``max_visited`` nodes.
         """
-        out = np.zeros(len(targets))
+        wanted = np.array([self.nodes.code.get(t, -1) for t in targets], dtype=np.int64)
+        return self.relevance_of_codes(start, wanted, decay=decay, max_visited=max_visited)
+
+    def relevance_of_codes(
+        self, start: str, wanted: np.ndarray, *, decay: float, max_visited: int
+    ) -> np.ndarray:
+        """relevance() of targets given by node code (-1: not a node)."""
+        out = np.zeros(len(wanted))
         code = self.nodes.code.get(start)
-        if code is None or not len(targets):
+        if code is None or not len(wanted):
             return out
         near, near_rel = self._neighbours(code)
-        wanted = np.array([self.nodes.code.get(t, -1) for t in targets], dtype=np.int64)
         found, at = _lookup(near, wanted)
         out[found] = near_rel[at[found]]
         if len(near) > max_visited:
