@@ -238,7 +238,25 @@ def _app_worker_main(config: Any, log_level: int, ready: Any) -> None:
     logging.getLogger("hpack").setLevel(max(log_level, logging.INFO))  # it logs header values (keys)
     from .app import run as run_app
 
+    _stop_with_parent()
     run(run_app(config, announce=log.debug, ready=lambda app: ready.release()), use_uvloop=False)
+
+
+def _stop_with_parent(interval: float = 0.5) -> None:
+    """SIGTERM ourselves (a graceful drain) once the parent is gone: a parent killed with SIGKILL
+    cannot stop its workers, which would otherwise keep the ports for ever (seen: a test runner's
+    timeout killed `ventros serve --workers 2`)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the parent process %d is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _wait_ready(

@@ -293,3 +293,20 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+@pytest.mark.timeout(90)
+def test_a_killed_parent_takes_its_workers_and_store_with_it():
+    pytest.importorskip("ventros_server.memory")
+    served = start_serve(
+        "--only", "memory", "--workers", "2", "--db", ":memory:", "--memory-port", "0", "--grace", "1",
+        expect=("memory",),
+    )  # fmt: skip
+    try:
+        children = [pid for pid in _children(served.proc.pid) if "resource_tracker" not in _cmdline(pid)]
+        assert len(children) == 3, children  # two workers and the store process
+        served.proc.kill()  # SIGKILL: the parent cannot forward anything
+        served.proc.wait(10)
+        assert not _alive(children, wait=20)
+    finally:
+        served.stop(timeout=30)
