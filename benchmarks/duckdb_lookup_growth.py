@@ -8,7 +8,8 @@ queried with random lists of 1-30 ids, in three shapes the store could use:
 * ``id IN ('a', 'b', ...)`` literal lists (what ``DuckDBStore._nodes`` does), with the
   primary key's ART index and without any index;
 * ``id IN (SELECT unnest(?))`` with the list as a parameter;
-* ``list_contains(?, id)``: a filter on a scan, no index.
+* ``list_contains(?, id)``: a filter on a scan, no index;
+* ``id = 'a' OR id = 'b' ...``: the same list as equalities.
 
 After a warm-up, glibc malloc's bytes in use (mallinfo2) are printed every third of the run
 with the time per query. A growth that flattens is a cache filling up (index nodes and blocks
@@ -47,11 +48,15 @@ def shapes(con: duckdb.DuckDBPyConnection) -> dict[str, Query]:
     def contains(ids: list[str]) -> list[tuple[str, ...]]:
         return con.execute(f"{columns} list_contains(?, id)", [ids]).fetchall()
 
+    def equalities(ids: list[str]) -> list[tuple[str, ...]]:
+        return con.execute(f"{columns} {' OR '.join(f'id = {i!r}' for i in ids)}").fetchall()
+
     return {
         "literal IN list": literal,
         "literal IN list, no PK": literal,
         "IN (SELECT unnest(?))": unnest,
         "list_contains(?, id)": contains,
+        "id = 'a' OR id = 'b' ...": equalities,
     }
 
 

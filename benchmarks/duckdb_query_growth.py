@@ -6,7 +6,8 @@ printed per query, with and without ``SET disabled_optimizers = 'late_materializ
 Python objects are not involved (the results are a few small rows) and DuckDB's own accounting
 (duckdb_memory()) stays at 0: what grows is native memory DuckDB holds until the database is
 closed. The shapes are the store's (contact_context's recent messages: ORDER BY ... LIMIT;
-its "is this contact known": EXISTS; the graph's edge fetch: LIMIT).
+its former "is this contact known": EXISTS; the graph's edge fetch: LIMIT; contact statistics
+before and after docs/operations.md "Soak", session 3).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ SHAPES = {
     "exists": "SELECT EXISTS (SELECT 1 FROM messages WHERE contact_id = ?)",
     "limit": "SELECT id FROM messages WHERE contact_id = ? LIMIT 5",
     "full_scan_count": "SELECT count(*) FROM messages WHERE contact_id = ?",
+    # contact statistics: the store's former shape (scalar subqueries, a correlated EXISTS) and
+    # the one it uses since (one aggregate per table, UNION ALL; a list parameter)
+    "scalar_subqueries": "SELECT (SELECT count(*) FROM messages WHERE contact_id = $1), "
+    "(SELECT min(sent_at) FROM messages WHERE contact_id = $1), (SELECT max(sent_at) FROM messages WHERE contact_id = $1)",
+    "correlated_exists": "SELECT count(*) FROM messages m WHERE contact_id = $1 AND EXISTS "
+    "(SELECT 1 FROM messages l WHERE l.id = m.id AND l.content LIKE 'hello%')",
+    "union_all_aggs": "SELECT 0, count(*), min(sent_at) FROM messages WHERE contact_id = $1 UNION ALL "
+    "SELECT 1, count(*) FILTER (WHERE list_contains(['m10', 'm20'], id)), max(sent_at) FROM messages WHERE contact_id = $1",
 }
 SETTINGS = {"default": None, "no_late_materialization": "SET disabled_optimizers = 'late_materialization'"}
 
@@ -60,11 +69,11 @@ def main() -> None:
     print(
         f"duckdb {duckdb.__version__}, {args.queries} queries per shape; malloc bytes in use held per query"
     )
-    print(f"{'shape':<16} {'setting':<24} {'B/query':>8} {'freed at close (MiB)':>21}")
+    print(f"{'shape':<18} {'setting':<24} {'B/query':>8} {'freed at close (MiB)':>21}")
     for shape, sql in SHAPES.items():
         for name, setting in SETTINGS.items():
             per_query, freed = measure(sql, setting, args.queries)
-            print(f"{shape:<16} {name:<24} {per_query:>8.0f} {freed:>21.1f}")
+            print(f"{shape:<18} {name:<24} {per_query:>8.0f} {freed:>21.1f}")
 
 
 if __name__ == "__main__":
