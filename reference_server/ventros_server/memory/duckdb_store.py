@@ -818,7 +818,7 @@ class DuckDBStore:
         with self._lock:
             profile = self._profile(contact_id)
             # A profile, a memory or a message makes a contact known (from the indexes: an
-            # EXISTS query held ~0.5 KB of DuckDB's native memory per call, docs/operations.md).
+            # EXISTS query held ~290 B of DuckDB's native memory per call, docs/operations.md).
             known = (
                 profile is not None
                 or self._has_memories(contact_id)
@@ -925,9 +925,9 @@ class DuckDBStore:
 
     def _stats(self, contact_id: str, profile: Contact | None) -> ContactStats:
         """Counts, lifetime value, first/last activity and churn inputs: one aggregate per table
-        (UNION ALL). Scalar subqueries and a correlated EXISTS held 2.9 KB of DuckDB's native
-        memory per call, this shape none (docs/operations.md "Soak"); memories with a complaint
-        link come from the contact index."""
+        (UNION ALL). Scalar subqueries and a correlated EXISTS held 0.5 and 6 KB of DuckDB's
+        native memory per query, this shape none (benchmarks/duckdb_query_growth.py); memories
+        with a complaint link come from the contact index."""
         now = self.clock()
         since = _naive(now - timedelta(days=churn.WINDOW_DAYS))
         with _without_pandas_probe():
