@@ -14,9 +14,10 @@ Targets: 0 errors, RSS growth after the warm-up < 10 %, clean exit.
 The warm-up (default 20 s) is there because the first seconds load code paths, thread pools,
 DuckDB's catalog and the allocator's arenas once; the baseline is taken after it, never later to
 hide growth. The plain RSS growth is what the target is judged on. The store grows during the
-run (every StoreMemory adds a row, postings and a vector; agents store insights), which costs
-~3.3 KiB of RSS per memory (measured with ``--mix write``); the report prints the memories
-stored and the growth per memory so data growth can be told from memory held per call.
+run (every StoreMemory adds a row, postings and a vector; every ExecuteAgent here stores an
+agent insight): the report prints the memories written and the growth per memory, and
+``--reopen`` measures what the same data costs freshly opened, so data growth can be told from
+memory the running server holds (docs/operations.md, "Soak").
 ``--mix`` isolates a part of the load (``read``: no StoreMemory; ``write``: StoreMemory only).
 ``--reopen`` then starts a new server on the same database file and reports its RSS after a
 warm-up that writes nothing: the same data freshly opened, so the end RSS minus it is what the
