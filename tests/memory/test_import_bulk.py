@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +273,26 @@ def test_bulk_segments_equal_an_index_loaded_from_the_file(
         assert reopened.contacts.export() == maintained
     finally:
         reopened.close()
+
+
+def test_a_script_without_a_main_guard_still_imports_everything(tmp_path: Path) -> None:
+    """A 'spawn' worker re-runs an unguarded script, which dies (here: the DuckDB file is
+    locked by the parent); the import goes on in the parent and says why, with the fix."""
+    data = tmp_path / "in.jsonl"
+    data.write_text("\n".join(_lines()) + "\n", encoding="utf-8")
+    db = tmp_path / "m.duckdb"
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from ventros_server.memory import DuckDBStore, import_jsonl, make_embedder\n"
+        f"store = DuckDBStore({str(db)!r}, make_embedder('offline'))\n"
+        f"report = import_jsonl(store, {str(data)!r}, batch_size=5)\n"
+        "print('memories', report.counts['memory'])\n"
+        "store.close()\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "memories 40" in done.stdout
+    assert "worker process died" in done.stderr and '__name__ == "__main__"' in done.stderr
+    with DuckDBStore(str(db), make_embedder("offline")) as reopened:
+        assert reopened.counts()["memories"] == 40

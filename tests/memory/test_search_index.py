@@ -109,7 +109,7 @@ def test_memory_rows_fetch_skips_unknown_seqs_and_keeps_the_order_asked(store: D
     write_history(store)
     assert [r[0] for r in store.rows.fetch([7, 2, 10**9, -1, 5])] == [7, 2, 5]
     with pytest.raises(ValueError, match="increasing seq"):
-        store.rows.add([], np.array([0]))
+        store.rows.add(np.array([0]), ["x"], [JOAO], ["late"], ["fact"], [""], [0])
 
 
 def test_each_write_is_searchable_through_the_index_at_once(store: DuckDBStore) -> None:

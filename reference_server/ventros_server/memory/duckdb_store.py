@@ -360,8 +360,7 @@ class DuckDBStore:
                 )
             )
             self.edges.upsert(edges)
-            # MemoryRows.add(records, seqs) takes these very columns from MemoryRecords.
-            self.rows._append(
+            self.rows.add(
                 seqs, batch.ids, batch.contact_ids, batch.contents, batch.memory_types, batch.metadata,
                 batch.created_us,
             )  # fmt: skip

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain, islice
@@ -44,6 +46,8 @@ from .store import (
     RelatedRef,
 )
 from .validation import ENTITY_ID_RE, SNAKE_RE
+
+log = logging.getLogger("ventros.memory.importer")
 
 BATCH = 20_000
 #: Lines parsed per chunk (a unit of work of the worker process).
@@ -340,6 +344,13 @@ def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int
         first += len(chunk)
 
 
+_WORKER_DIED = (
+    "the import's worker process died; parsing the rest of the file in this process (slower). "
+    'If you call import_jsonl from a script, put the call under `if __name__ == "__main__":` '
+    "(a 'spawn' worker re-imports the main module), or pass parallel=False."
+)
+
+
 def _parsed_chunks(
     chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool, depth: int = 2
 ) -> Iterator[_Parsed]:
@@ -357,14 +368,23 @@ def _parsed_chunks(
             yield _parse_chunk(*chunk, embed_dim)
         return
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        ahead: deque[Future[_Parsed]] = deque([pool.submit(_parse_chunk, *second, embed_dim)])
+        ahead: deque[tuple[tuple[int, list[str]], Future[_Parsed]]] = deque(
+            [(second, pool.submit(_parse_chunk, *second, embed_dim))]
+        )
         for chunk in islice(chunks, max(depth - 1, 0)):
-            ahead.append(pool.submit(_parse_chunk, *chunk, embed_dim))
+            ahead.append((chunk, pool.submit(_parse_chunk, *chunk, embed_dim)))
         yield _parse_chunk(*first, embed_dim)  # here, while the worker starts
         while ahead:
-            parsed = ahead.popleft().result()
+            chunk, future = ahead.popleft()
+            try:
+                parsed = future.result()
+            except BrokenProcessPool:
+                log.warning(_WORKER_DIED)
+                for rest in chain([chunk], (c for c, _ in ahead), chunks):
+                    yield _parse_chunk(*rest, embed_dim)
+                return
             if (following := next(chunks, None)) is not None:
-                ahead.append(pool.submit(_parse_chunk, *following, embed_dim))
+                ahead.append((following, pool.submit(_parse_chunk, *following, embed_dim)))
             yield parsed
 
 

@@ -18,7 +18,6 @@ never updated (re-embedding changes only the embedding), so this can never be st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +25,6 @@ import duckdb
 import numpy as np
 
 from .contact_index import _Codes, _Growable
-from .store import MemoryRecord
 
 #: One load query per this many seqs: bounds the Python strings alive at once while opening.
 _LOAD_CHUNK = 200_000
@@ -89,33 +87,24 @@ class MemoryRows:
                 [start, start + _LOAD_CHUNK],
             ).fetchnumpy()
             seq, ids, contacts, contents, types, metadata, created = columns.values()
-            self._append(
-                np.asarray(seq, dtype=np.int64), ids.tolist(), contacts.tolist(), contents.tolist(),
-                types.tolist(), metadata.tolist(), np.asarray(created, dtype=np.int64),
+            self.add(
+                seq, ids.tolist(), contacts.tolist(), contents.tolist(), types.tolist(), metadata.tolist(),
+                created,
             )  # fmt: skip
 
-    def add(self, records: Sequence[MemoryRecord], seqs: np.ndarray) -> None:
-        """Rows just committed (seqs ascending and above every seq held)."""
-        self._append(
-            np.asarray(seqs, dtype=np.int64),
-            [r.id for r in records],
-            [r.contact_id for r in records],
-            [r.content for r in records],
-            [r.memory_type for r in records],
-            [json.dumps(r.metadata, ensure_ascii=False) for r in records],
-            np.array([_micros(r.created_at) for r in records], dtype=np.int64),
-        )
-
-    def _append(
+    def add(
         self,
         seqs: np.ndarray,
-        ids: list[str],
-        contacts: list[str],
-        contents: list[str],
-        types: list[str],
-        metadata: list[str],
-        created: np.ndarray,
+        ids: Sequence[str],
+        contacts: Sequence[str],
+        contents: Sequence[str],
+        types: Sequence[str],
+        metadata: Sequence[str],
+        created_us: Sequence[int] | np.ndarray,
     ) -> None:
+        """Rows just committed, as columns (metadata as JSON text, "" for none; creation times
+        in microseconds since the epoch, UTC), seqs ascending and above every seq held."""
+        seqs = np.asarray(seqs, dtype=np.int64)
         if len(seqs) == 0:
             return
         if self._seqs.size and seqs[0] <= self._seqs.rows[-1]:
@@ -124,7 +113,7 @@ class MemoryRows:
         self._ids.extend(ids)
         self._contents.extend(contents)
         self._metadata.extend(metadata)
-        self._created.extend(created)
+        self._created.extend(np.asarray(created_us, dtype=np.int64))
         self._contact_codes.extend(self._contacts.encode(contacts))
         self._type_codes.extend(self._types.encode(types))
 
@@ -162,8 +151,3 @@ class MemoryRows:
         arrays = (self._seqs, self._created, self._contact_codes, self._type_codes)
         strings = (self._ids, self._contents, self._metadata)
         return sum(a.rows.nbytes for a in arrays) + sum(s.nbytes() for s in strings)
-
-
-def _micros(value: datetime) -> int:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    return (value - _EPOCH) // timedelta(microseconds=1)
