@@ -364,10 +364,7 @@ class DuckDBStore:
                 seqs, batch.ids, batch.contact_ids, batch.contents, batch.memory_types, batch.metadata,
                 batch.created_us,
             )  # fmt: skip
-            # NodeIndex.add_linked's rule, as _insert_links's SQL: link entities added when new.
-            linked = dict(zip(batch.link_entity_ids, batch.link_entity_types, strict=True))
-            if linked:
-                self.nodes.add_entities((Entity(i, t) for i, t in linked.items()), replace=False)
+            self.nodes.add_linked(batch.link_entity_ids, batch.link_entity_types)
             assert batch.vectors is not None
             self.vectors.add(seqs[batch.embed], batch.vectors)
         return batch, seqs
@@ -439,15 +436,20 @@ class DuckDBStore:
                 f"INSERT INTO memory_links SELECT seq, entity_id, entity_type, relationship, strength FROM {source}",
                 params,
             )
-        entities = dict(zip(batch.link_entity_ids, batch.link_entity_types, strict=True))
-        with self._rows("new_entities", {"id": list(entities), "type": list(entities.values())}) as (
-            source,
-            params,
-        ):
-            self._con.execute(
-                f"INSERT INTO entities SELECT id, type, '{{}}' FROM {source} WHERE id NOT IN (SELECT id FROM entities)",
+        # Entities the store has not seen (the node index mirrors the table, under this lock):
+        # a `WHERE id NOT IN (SELECT id FROM entities)` filter here was a query shape DuckDB
+        # keeps memory for (docs/operations.md "Soak").
+        entities = {
+            i: t
+            for i, t in zip(batch.link_entity_ids, batch.link_entity_types, strict=True)
+            if self.nodes.entity(i) is None
+        }
+        if entities:
+            with self._rows("new_entities", {"id": list(entities), "type": list(entities.values())}) as (
+                source,
                 params,
-            )
+            ):
+                self._con.execute(f"INSERT INTO entities SELECT id, type, '{{}}' FROM {source}", params)
         # The memory says the contact relates to the entity: that becomes a graph edge, so the
         # contact's neighbourhood (GetContactContext, GRAPH_ONLY, GetRelatedEntities) shows it.
         # Merged by key as _upsert_edges does, straight from the columns (an EdgeRecord per
@@ -1101,13 +1103,6 @@ def _term_frequencies(seqs: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, 
 def _hex_rows(vectors: np.ndarray) -> list[str]:
     """Each float32 row as hex text: DuckDB ingests a numpy column of str far faster than of bytes."""
     return [row.tobytes().hex() for row in np.ascontiguousarray(vectors, dtype=np.float32)]
-
-
-def _strs(values: Iterable[str]) -> str:
-    """A SQL list of string literals, quotes doubled (standard SQL escaping; DuckDB has no
-    backslash escapes in plain literals). Lists of ids go in as literals rather than a list
-    parameter: the IN list is pushed into the scan, and no Python object is converted."""
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) or "NULL"
 
 
 def _python(value: Any) -> Any:
