@@ -170,3 +170,13 @@ def test_the_store_connection_runs_without_late_materialization(tmp_path: Path) 
         assert setting is not None and "late_materialization" in str(setting[0]).lower()
     finally:
         store.close()
+
+
+def test_the_store_connection_draws_no_progress_bar(tmp_path: Path) -> None:
+    """DuckDB prints its progress bar on stdout (seen when opening a 1M-memory store)."""
+    store = open_store(str(tmp_path / "pb.duckdb"))
+    try:
+        setting = store._con.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+        assert setting is not None and setting[0] is False
+    finally:
+        store.close()

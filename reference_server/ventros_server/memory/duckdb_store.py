@@ -164,6 +164,9 @@ class DuckDBStore:
         # memory per query until the database closes: a long-running server grew by it
         # (benchmarks/duckdb_query_growth.py: 3,034 -> 1 byte per query with it disabled).
         self._con.execute("SET disabled_optimizers = 'late_materialization'")
+        # DuckDB draws a progress bar on stdout for queries over ~2 s (opening a 1M-memory store
+        # does), which would corrupt `--json` output and anything reading the process's stdout.
+        self._con.execute("SET enable_progress_bar = false")
         self._closed = False
         try:
             schema.migrate(self._con, where=path)
