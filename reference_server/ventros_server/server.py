@@ -36,7 +36,7 @@ from h2.connection import H2Connection
 from h2.settings import SettingCodes
 from ventros import _wire
 from ventros._generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
-from ventros._transport import CoalescingTransport as _CoalescingTransport
+from ventros._transport import CoalescingTransport
 from ventros.common import ErrorDetails
 
 from .context import on_recv_request
@@ -194,7 +194,7 @@ class _VentrosProtocol(H2Protocol):
         if self.coalesce_writes:
             # The protocol object stays grpclib's own (app.py tracks it to drain connections);
             # only the transport it writes to is wrapped.
-            transport = _CoalescingTransport(transport, asyncio.get_running_loop())
+            transport = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(transport)
         h2_conn = self.connection._connection
         h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams})
@@ -203,7 +203,7 @@ class _VentrosProtocol(H2Protocol):
 
 class VentrosServer(Server):
     """grpclib.server.Server with VentrosHandler, a per-connection stream limit and coalesced
-    writes (one send per connection per loop iteration, see _CoalescingTransport)."""
+    writes (one send per connection per loop iteration, see ventros._transport)."""
 
     max_concurrent_streams = MAX_CONCURRENT_STREAMS
     coalesce_writes = True

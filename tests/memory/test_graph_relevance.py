@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,21 +33,25 @@ def index_of(edges: list[tuple[str, str, str, float]]) -> EdgeIndex:
     return index
 
 
+def codes(index: EdgeIndex, ids: list[str]) -> np.ndarray:
+    return np.array([index.nodes.code.get(i, -1) for i in ids], dtype=np.int64)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(edge, max_size=30), st.sampled_from(NODES))
 def test_relevance_equals_the_best_path_walk(edges, start) -> None:
     index = index_of(edges)
     walked = graph.best_paths(start, lambda ids: index.fetch(ids, 10**6), 2)
     targets = [*NODES, "unknown"]
-    got = index.relevance(start, targets, decay=graph.DECAY, max_visited=graph.MAX_VISITED)
+    got = index.relevance(start, codes(index, targets), decay=graph.DECAY, max_visited=graph.MAX_VISITED)
     expected = [walked[n].relevance if n in walked and n != start else 0.0 for n in targets]
     assert got.tolist() == pytest.approx(expected)
 
 
 def test_depth_two_is_skipped_past_max_visited_like_the_walk() -> None:
     index = index_of([("c", "a", "r", 1.0), ("c", "b", "r", 1.0), ("a", "x", "r", 1.0)])
-    assert index.relevance("c", ["x"], decay=0.5, max_visited=5).tolist() == [0.5]
-    assert index.relevance("c", ["x"], decay=0.5, max_visited=1).tolist() == [0.0]
+    assert index.relevance("c", codes(index, ["x"]), decay=0.5, max_visited=5).tolist() == [0.5]
+    assert index.relevance("c", codes(index, ["x"]), decay=0.5, max_visited=1).tolist() == [0.0]
     assert graph.best_paths("c", lambda ids: index.fetch(ids, 100), 2)["x"].relevance == 0.5
 
 

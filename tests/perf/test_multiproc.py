@@ -8,6 +8,7 @@ import socket
 import pytest
 from grpclib.protocol import H2Protocol
 from ventros import AgentClient
+from ventros._transport import CoalescingTransport
 from ventros_server import multiproc
 from ventros_server import server as server_module
 from ventros_server.server import build_server
@@ -81,7 +82,7 @@ async def test_coalescing_transport_sends_one_write_per_loop_iteration():
         def get_extra_info(self, name: str) -> str:
             return f"info:{name}"
 
-    transport = server_module._CoalescingTransport(RecordingTransport(), asyncio.get_running_loop())
+    transport = CoalescingTransport(RecordingTransport(), asyncio.get_running_loop())
     transport.write(b"HEADERS")
     transport.write(b"")
     transport.write(b"DATA")
@@ -116,7 +117,7 @@ async def test_build_server_coalesces_writes_unless_told_not_to(coalesce):
             assert (await client.list_agents(timeout=5)).agents[0].type == "EchoAgent"
         (protocol,) = protocols
         assert isinstance(protocol, H2Protocol)
-        wrapped = isinstance(protocol.connection._transport, server_module._CoalescingTransport)
+        wrapped = isinstance(protocol.connection._transport, CoalescingTransport)
         assert wrapped is coalesce
     finally:
         server.close()

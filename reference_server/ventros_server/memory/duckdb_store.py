@@ -753,7 +753,7 @@ class DuckDBStore:
             return ranking.NO_SCORES
         every_link = view.links if view.allowed.all() else self.contacts.view(contact_id).links
         linked = self.linked.of(contact_id, every_link)  # ids resolved, cached (linked_entities.py)
-        relevance = NEIGHBOURHOOD_FACTOR * self.edges.relevance_of_codes(
+        relevance = NEIGHBOURHOOD_FACTOR * self.edges.relevance(
             contact_id, linked.node_codes, decay=graph.DECAY, max_visited=graph.MAX_VISITED
         )
         relevance[linked.named(query)] = 1.0
@@ -766,10 +766,6 @@ class DuckDBStore:
 
     def _fetch_edges(self, node_ids: list[str]) -> list[EdgeRecord]:
         return self.edges.fetch(node_ids, EDGE_FETCH_LIMIT)
-
-    def _fetch_edges_untimed(self, node_ids: list[str]) -> list[EdgeRecord]:
-        """For scoring, which reads weights only: skips making a datetime per edge."""
-        return self.edges.fetch(node_ids, EDGE_FETCH_LIMIT, with_times=False)
 
     def _memories_by_seq(
         self, contact_id: str, seqs: list[int], *, with_embedding: bool

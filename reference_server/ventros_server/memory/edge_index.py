@@ -51,7 +51,7 @@ class EdgeIndex:
     def has_node(self, node_id: str) -> bool:
         return node_id in self.nodes.code
 
-    def fetch(self, node_ids: Iterable[str], limit: int, *, with_times: bool = True) -> list[EdgeRecord]:
+    def fetch(self, node_ids: Iterable[str], limit: int) -> list[EdgeRecord]:
         """Edges touching any of ``node_ids`` (each once, insertion order, at most ``limit``)."""
         lists = [self._adjacent(c) for c in (self.nodes.code.get(n) for n in node_ids) if c is not None]
         if not lists:
@@ -59,18 +59,18 @@ class EdgeIndex:
         ids = np.unique(np.concatenate(lists))[:limit]
         rows = self._edges.rows[ids]
         names, rels = self.nodes.names, self.relationships.names
-        created = rows["created"].tolist() if with_times else [int(_NO_TIME)] * len(rows)
         return [
             EdgeRecord(names[f], names[t], rels[r], w, None if c == _NO_TIME else _EPOCH + timedelta(microseconds=c))
             for f, t, r, w, c in zip(
                 rows["from"].tolist(), rows["to"].tolist(), rows["rel"].tolist(), rows["weight"].tolist(),
-                created, strict=True,
+                rows["created"].tolist(), strict=True,
             )
         ]  # fmt: skip
 
-    def relevance(self, start: str, targets: Sequence[str], *, decay: float, max_visited: int) -> np.ndarray:
-        """Best-path relevance from ``start`` (graph.py's definition, depth <= 2) of each target,
-        0.0 for a target not within 2 hops: what GRAPH scoring needs, without walking the graph.
+    def relevance(self, start: str, wanted: np.ndarray, *, decay: float, max_visited: int) -> np.ndarray:
+        """Best-path relevance from ``start`` (graph.py's definition, depth <= 2) of each target
+        node, given by its code (``nodes.code``; -1 for an id that is not a node), 0.0 for a
+        target not within 2 hops: what GRAPH scoring needs, without walking the graph.
 
         graph.best_paths walks every edge of every neighbour: for a contact linked to 2,000
         products of a 100k-memory store, 24,000 edges and ~150 ms per search in Python. Here,
@@ -80,13 +80,6 @@ class EdgeIndex:
         max over start's neighbours m of  rel1(m) * w(m, target) * decay.
         Like best_paths, depth 2 is skipped when depth 1 reached more than ``max_visited`` nodes.
         """
-        wanted = np.array([self.nodes.code.get(t, -1) for t in targets], dtype=np.int64)
-        return self.relevance_of_codes(start, wanted, decay=decay, max_visited=max_visited)
-
-    def relevance_of_codes(
-        self, start: str, wanted: np.ndarray, *, decay: float, max_visited: int
-    ) -> np.ndarray:
-        """relevance() of targets given by node code (-1: not a node)."""
         out = np.zeros(len(wanted))
         code = self.nodes.code.get(start)
         if code is None or not len(wanted):
