@@ -1,0 +1,77 @@
+"""Opening a store leaves no cache of what the loaders read (the searches use the in-memory
+indexes), loads every vector whatever the chunking, and keeps DuckDB's memory_limit."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ventros_server.heap import release_free_heap
+from ventros_server.memory import duckdb_store, load_demo, open_store
+from ventros_server.memory.store import NewMemory, SearchMode, SearchQuery
+
+MiB = 1024 * 1024
+
+
+def _cached_table_bytes(store: duckdb_store.DuckDBStore) -> int:
+    row = store._con.execute(
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> tuple[Path, list[str], int]:
+    path = tmp_path / "m.duckdb"
+    contact = str(uuid.uuid4())
+    with open_store(str(path)) as store:
+        load_demo(store)
+        records = [
+            NewMemory(contact_id=contact, content=f"order {i} delivered late", memory_type="conversation")
+            for i in range(3_000)
+        ]
+        store.add_memories(records)
+        # Reading every vector fills DuckDB's cache the way opening does.
+        store._con.execute("SELECT embedding FROM memories").fetchall()
+        cached = _cached_table_bytes(store)
+        assert cached >= 2 * MiB, "the premise: a full read caches the table"
+    return path, [contact], cached
+
+
+def test_open_leaves_no_table_cache_and_keeps_the_limit(filled: tuple[Path, list[str], int]) -> None:
+    path, _, cached = filled
+    with open_store(str(path)) as store:
+        released = _cached_table_bytes(store)
+        assert released <= cached // 2
+        assert store._scalar("SELECT current_setting('memory_limit')").endswith("GiB")
+        # The limit is back: a full read caches blocks again, and a write needing far more
+        # than the lowered limit succeeds.
+        store._con.execute("SELECT embedding FROM memories").fetchall()
+        assert _cached_table_bytes(store) > released
+        more = [NewMemory(contact_id=str(uuid.uuid4()), content="x " * 2_000, memory_type="fact")] * 500
+        assert store.add_memories(more) == 500
+
+
+def test_vectors_loaded_in_chunks_equal_the_stored_ones(
+    filled: tuple[Path, list[str], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, [contact], _ = filled
+    monkeypatch.setattr(duckdb_store, "_LOAD_CHUNK", 1_000)  # many ranges, one partly empty
+    with open_store(str(path)) as store:
+        seqs, blobs = zip(
+            *store._con.execute("SELECT seq, embedding FROM memories WHERE embedding IS NOT NULL").fetchall(),
+            strict=True,
+        )
+        expected = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(seqs), -1)
+        assert store.vectors.count == len(seqs)
+        np.testing.assert_array_equal(store.vectors.vectors(np.array(seqs)), expected)
+        found = store.search(SearchQuery(contact, "order 17 delivered", mode=SearchMode.VECTOR))
+        assert found.vector_matches > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_free_heap_available_on_linux() -> None:
+    assert release_free_heap() is True
