@@ -86,6 +86,114 @@ def test_store_exceptions_come_back_as_themselves(owner, local):
     assert str(forwarded.value) == str(in_process.value)
 
 
+def test_the_event_loop_path_answers_like_the_store_in_process(owner, local):
+    """RemoteStore.aio (what MemoryService awaits): same answers, and calls in flight at once
+    each get a connection of their own, up to max_connections."""
+    remote = RemoteStore(owner.address, owner.authkey)
+    query = SearchQuery(CONTACT, QUERY, limit=10, mode=SearchMode.KEYWORD)
+    context = dict(history_limit=20, entity_types=frozenset(), include_graph=True)
+    related = dict(entity_type=None, target_types=frozenset(), max_depth=2, limit=5)
+
+    async def calls() -> tuple[object, ...]:
+        found = await asyncio.gather(*(remote.aio.search(query) for _ in range(12)))
+        connections = len(remote.aio._open)
+        return (
+            found,
+            connections,
+            await remote.aio.contact_context(CONTACT, **context),
+            await remote.aio.related_entities("nope", **related),
+        )
+
+    try:
+        found, connections, contact, missing = asyncio.run(calls())
+    finally:
+        remote.close()
+    expected = local.search(query)
+    assert len(expected.memories) >= 5
+    assert all(f == expected for f in found)  # type: ignore[attr-defined]
+    assert 1 < connections <= remote.aio.max_connections  # type: ignore[operator]
+    assert contact == local.contact_context(CONTACT, **context)
+    assert missing is None
+
+
+def test_search_results_survive_the_flat_encoding_with_embeddings(owner, local):
+    query = SearchQuery(CONTACT, QUERY, limit=10, mode=SearchMode.HYBRID, with_embedding=True)
+    remote = RemoteStore(owner.address, owner.authkey)
+    try:
+        forwarded = remote.search(query)
+        awaited = asyncio.run(remote.aio.search(query))
+    finally:
+        remote.close()
+    expected = local.search(query)
+    assert expected.memories and all(s.memory.embedding is not None for s in expected.memories)
+    for result in (forwarded, awaited):
+        assert [s.memory.id for s in result.memories] == [s.memory.id for s in expected.memories]
+        assert [s.memory.related for s in result.memories] == [s.memory.related for s in expected.memories]
+        for got, want in zip(result.memories, expected.memories, strict=True):
+            assert (got.memory.embedding == want.memory.embedding).all()  # type: ignore[union-attr]
+        assert result.weights == expected.weights
+
+
+def test_event_loop_path_exceptions_come_back_as_themselves(owner, local):
+    bad = NewMemory(contact_id=CONTACT, content=None, memory_type="note")  # type: ignore[arg-type]
+    with pytest.raises(Exception) as in_process:
+        local.store_memory(bad)
+    remote = RemoteStore(owner.address, owner.authkey)
+    try:
+        with pytest.raises(Exception) as forwarded:
+            asyncio.run(remote.aio.store_memory(bad))
+    finally:
+        remote.close()
+    assert type(forwarded.value) is type(in_process.value)
+    assert str(forwarded.value) == str(in_process.value)
+
+
+def test_a_cancelled_call_does_not_leave_its_answer_to_the_next(owner, local):
+    """The answer to a call abandoned mid-way must not be read as the next call's answer."""
+    remote = RemoteStore(owner.address, owner.authkey)
+    keyword = SearchQuery(CONTACT, QUERY, limit=10, mode=SearchMode.KEYWORD)
+    context = dict(history_limit=5, entity_types=frozenset(), include_graph=False)
+
+    async def cancel_then_call() -> object:
+        await remote.aio.search(keyword)  # leaves one connection open and idle
+        abandoned = asyncio.create_task(remote.aio.search(keyword))
+        await asyncio.sleep(0)  # sent on that connection, not answered yet
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        return await remote.aio.contact_context(CONTACT, **context)
+
+    try:
+        answer = asyncio.run(cancel_then_call())
+    finally:
+        remote.close()
+    assert answer is not None
+    assert answer == local.contact_context(CONTACT, **context)
+
+
+def test_event_loop_path_after_close_or_without_the_key_is_unavailable(owner):
+    query = SearchQuery(CONTACT, QUERY, mode=SearchMode.KEYWORD)
+    stranger = RemoteStore(owner.address, b"not the key")
+    with pytest.raises(UnavailableError) as refused:
+        asyncio.run(stranger.aio.search(query))
+    assert refused.value.code == "STORE_UNAVAILABLE"
+    closed = RemoteStore(owner.address, owner.authkey)
+
+    async def close_from_a_thread() -> tuple[bool, object]:
+        """As app.py does: the store is closed from a worker thread while the loop runs."""
+        await closed.aio.search(query)
+        channel = closed.aio._idle[0]
+        await asyncio.to_thread(closed.close)
+        await asyncio.sleep(0.05)  # the loop runs the close it was handed
+        try:
+            await closed.aio.search(query)
+        except UnavailableError as exc:
+            return channel._lost, exc.code
+        return channel._lost, "answered"
+
+    assert asyncio.run(close_from_a_thread()) == (True, "STORE_UNAVAILABLE")
+
+
 def test_a_client_without_the_key_is_refused(owner):
     stranger = RemoteStore(owner.address, b"not the key")
     with pytest.raises(UnavailableError) as refused:

@@ -29,6 +29,7 @@ implements the MemoryStore protocol by forwarding every call to the owner:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -37,6 +38,8 @@ import pickle
 import secrets
 import shutil
 import signal
+import socket
+import struct
 import tempfile
 import threading
 import time
@@ -53,11 +56,14 @@ from .store import (
     ContactContext,
     EdgeRecord,
     Entity,
+    FusionWeights,
     MemoryRecord,
     MessageRecord,
     NewMemory,
     Purchase,
+    RelatedRef,
     RelatedResult,
+    ScoredMemory,
     SearchMode,
     SearchQuery,
     SearchResult,
@@ -100,6 +106,43 @@ def store_unavailable(reason: str) -> UnavailableError:
         f"the memory store process cannot be reached: {reason}",
         suggestions=["Retry later; the server's log says why its store process stopped."],
     )
+
+
+# Search results travel as tuples of plain values rather than pickled dataclasses: pickling a
+# dataclass goes through copyreg and a state dict per object, so the 6-memory answer of the
+# benchmark's search cost ~42 us to dump and ~33 us to load; flat, ~20 and ~24 us including
+# rebuilding the dataclasses (/tmp harness, same machine, load average ~2).
+
+
+def _flat_search(result: SearchResult) -> tuple[Any, ...]:
+    w = result.weights
+    rows = [
+        (s.score, s.sources, m.id, m.contact_id, m.content, m.memory_type, m.metadata, m.created_at,
+         [(r.entity_type, r.entity_id, r.relationship, r.strength) for r in m.related], m.embedding)
+        for s in result.memories
+        for m in (s.memory,)
+    ]  # fmt: skip
+    counts = (result.total_count, result.vector_matches, result.keyword_matches, result.graph_matches)
+    return (*counts, w.vector, w.keyword, w.graph, rows)
+
+
+def _search_result(flat: tuple[Any, ...]) -> SearchResult:
+    total, vector, keyword, graph, w_vector, w_keyword, w_graph, rows = flat
+    memories = [
+        ScoredMemory(
+            MemoryRecord(
+                id_, contact, content, type_, metadata, created, [RelatedRef(*r) for r in related], emb
+            ),
+            score,
+            sources,
+        )
+        for score, sources, id_, contact, content, type_, metadata, created, related, emb in rows
+    ]
+    return SearchResult(memories, total, vector, keyword, graph, FusionWeights(w_vector, w_keyword, w_graph))
+
+
+#: How a client turns the owner's answer to a method back into the store's own type.
+_UNPACK: dict[str, Callable[[Any], Any]] = {"search": _search_result}
 
 
 # -- the owner's side ----------------------------------------------------------------------
@@ -211,6 +254,8 @@ class StoreServer:
             return self.store.embedder.embed(*args, **kwargs)
         if method == "describe_embedder":
             return self.store.embedder.name, self.store.embedder.dim
+        if method == "search":
+            return _flat_search(self.store.search(*args, **kwargs))
         return getattr(self.store, method)(*args, **kwargs)
 
     @staticmethod
@@ -357,8 +402,10 @@ class RemoteEmbedder:
 class RemoteStore:
     """A MemoryStore whose calls run in the store-owner process (see the module docstring).
 
-    Blocking, like DuckDBStore: MemoryService calls it from worker threads, and each calling
-    thread gets its own connection. ``close()`` closes the connections, not the store."""
+    Blocking, like DuckDBStore, for callers in threads: each calling thread gets its own
+    connection. ``aio`` has the same calls as coroutines, which MemoryService awaits on its
+    event loop instead of sending them through a thread. ``close()`` closes the connections,
+    not the store."""
 
     def __init__(self, address: str, authkey: bytes) -> None:
         self.address = address
@@ -368,6 +415,7 @@ class RemoteStore:
         self._lock = threading.Lock()
         self._embedder: RemoteEmbedder | None = None
         self._closed = False
+        self.aio = AsyncRemoteStore(self)
 
     @property
     def embedder(self) -> RemoteEmbedder:
@@ -404,7 +452,8 @@ class RemoteStore:
             self._drop()  # the next call reconnects, should the owner be back
             raise store_unavailable(str(exc) or type(exc).__name__) from exc
         if ok:
-            return value
+            unpack = _UNPACK.get(method)
+            return value if unpack is None else unpack(value)
         raise value
 
     # The MemoryStore protocol.
@@ -463,7 +512,8 @@ class RemoteStore:
         return self._call("add_memories", list(memories))  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Close this worker's connections (the owner keeps its store open)."""
+        """Close this worker's connections (the owner keeps its store open). Callable from any
+        thread (app.py closes the store from a worker thread)."""
         self._closed = True
         with self._lock:
             connections = list(self._connections)
@@ -471,3 +521,213 @@ class RemoteStore:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.close()
+        self.aio.close()
+
+
+# -- the workers' side, on the event loop --------------------------------------------------
+
+# A store call from MemoryService used to go through asyncio.to_thread: the loop wakes a thread,
+# which sends and blocks on the reply, then wakes the loop again. Awaiting the reply on the loop
+# itself saves the two thread wake-ups and the GIL hand-offs around them (measurements:
+# docs/benchmarks.md, "the memory workers one call at a time").
+
+_HEADER = struct.Struct("!i")
+_LONG_HEADER = struct.Struct("!Q")
+
+
+def _frame(payload: bytes) -> bytes:
+    """multiprocessing.connection's framing (what the owner's Connection.recv_bytes reads)."""
+    if len(payload) > 0x7FFFFFFF:
+        return _HEADER.pack(-1) + _LONG_HEADER.pack(len(payload)) + payload
+    return _HEADER.pack(len(payload)) + payload
+
+
+class _Channel(asyncio.Protocol):
+    """One authenticated connection to the owner, on the event loop; one call at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._reply: asyncio.Future[bytes] | None = None
+        self._lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        reply = self._take()
+        if reply is not None and self._reply is not None and not self._reply.done():
+            self._reply.set_result(reply)
+
+    def _take(self) -> bytes | None:
+        """The first whole message in the buffer, if any (removed from it)."""
+        buffer = self._buffer
+        if len(buffer) < 4:
+            return None
+        (size,) = _HEADER.unpack_from(buffer)
+        start = 4
+        if size == -1:
+            if len(buffer) < 12:
+                return None
+            (size,) = _LONG_HEADER.unpack_from(buffer, 4)
+            start = 12
+        if len(buffer) < start + size:
+            return None
+        reply = bytes(buffer[start : start + size])
+        del buffer[: start + size]
+        return reply
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(exc or EOFError("the store process closed the connection"))
+
+    async def call(self, payload: bytes) -> bytes:
+        if self._lost or self.transport is None or self.transport.is_closing():
+            raise EOFError("the store process closed the connection")
+        self._reply = asyncio.get_running_loop().create_future()
+        try:
+            self.transport.write(_frame(payload))
+            return await self._reply
+        finally:
+            self._reply = None
+
+    def close_from(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Close, from the loop's thread or any other (the transport belongs to ``loop``)."""
+        transport = self.transport
+        if transport is None or loop is None or loop.is_closed() or not loop.is_running():
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        elif asyncio._get_running_loop() is loop:
+            transport.close()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(transport.close)
+
+
+class AsyncRemoteStore:
+    """RemoteStore's calls as coroutines, awaited on the caller's event loop (``RemoteStore.aio``).
+
+    Up to ``max_connections`` calls are in flight per worker, each on a connection of its own
+    (the owner answers a connection's calls in order: one slow call must not hold up others).
+    Same answers, exceptions and failure behaviour as RemoteStore: an owner that cannot be
+    reached is UnavailableError "STORE_UNAVAILABLE". A cancelled call drops its connection,
+    whose late answer would otherwise be read as the next call's."""
+
+    #: As many calls in flight as asyncio.to_thread allowed on this 2-core machine (its default
+    #: pool has min(32, cores + 4) threads) and a little more: the owner answers one at a time.
+    max_connections = 8
+
+    def __init__(self, store: RemoteStore) -> None:
+        self._store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: list[_Channel] = []
+        self._open: set[_Channel] = set()
+        self._lock = threading.Lock()  # close() may run in another thread
+
+    def _bind(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:  # first call, or a new loop
+            self.close()
+            self._loop, self._slots = loop, asyncio.Semaphore(self.max_connections)
+        return self._slots
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._store._closed:
+            raise store_unavailable("this worker is shutting down")
+        payload = pickle.dumps((method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        async with self._bind():
+            ok, value = pickle.loads(await self._exchange(payload))
+        if ok:
+            unpack = _UNPACK.get(method)
+            return value if unpack is None else unpack(value)
+        raise value
+
+    async def _exchange(self, payload: bytes) -> bytes:
+        channel = self._idle.pop() if self._idle else None
+        answered = False
+        try:
+            if channel is None:
+                channel = await self._connect()
+            reply = await channel.call(payload)
+            answered = True
+            return reply
+        except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
+            raise store_unavailable(str(exc) or type(exc).__name__) from exc
+        finally:
+            if channel is not None:
+                if answered and not self._store._closed:
+                    self._idle.append(channel)
+                else:
+                    with self._lock:
+                        self._open.discard(channel)
+                    channel.close_from(self._loop)
+
+    async def _connect(self) -> _Channel:
+        # multiprocessing's HMAC handshake is blocking: run once per connection, in a thread.
+        store = self._store
+        conn = await asyncio.to_thread(Client, store.address, family="AF_UNIX", authkey=store._authkey)
+        try:
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+        finally:
+            conn.close()
+        sock.setblocking(False)
+        try:
+            _, channel = await asyncio.get_running_loop().create_unix_connection(
+                lambda: _Channel(sock), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
+        with self._lock:
+            self._open.add(channel)
+        return channel
+
+    def close(self) -> None:
+        """Close every connection (from any thread); the next call opens new ones, if allowed."""
+        with self._lock:
+            channels = list(self._open)
+            self._open.clear()
+            self._idle.clear()
+        for channel in channels:
+            channel.close_from(self._loop)
+
+    # What MemoryService calls.
+
+    async def search(self, query: SearchQuery) -> SearchResult:
+        return await self.call("search", query)  # type: ignore[no-any-return]
+
+    async def store_memory(self, memory: NewMemory) -> MemoryRecord:
+        return await self.call("store_memory", memory)  # type: ignore[no-any-return]
+
+    async def contact_context(
+        self, contact_id: str, *, history_limit: int, entity_types: frozenset[str], include_graph: bool
+    ) -> ContactContext | None:
+        return await self.call(  # type: ignore[no-any-return]
+            "contact_context",
+            contact_id,
+            history_limit=history_limit,
+            entity_types=entity_types,
+            include_graph=include_graph,
+        )
+
+    async def related_entities(
+        self,
+        entity_id: str,
+        *,
+        entity_type: str | None,
+        target_types: frozenset[str],
+        max_depth: int,
+        limit: int,
+    ) -> list[RelatedResult] | None:
+        return await self.call(  # type: ignore[no-any-return]
+            "related_entities",
+            entity_id,
+            entity_type=entity_type,
+            target_types=target_types,
+            max_depth=max_depth,
+            limit=limit,
+        )
