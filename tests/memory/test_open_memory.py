@@ -75,3 +75,26 @@ def test_vectors_loaded_in_chunks_equal_the_stored_ones(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_release_free_heap_available_on_linux() -> None:
     assert release_free_heap() is True
+
+
+def test_checkpoint_during_writes_leaves_no_table_cache(tmp_path: Path) -> None:
+    """A server writing memories: DuckDB checkpoints inside a COMMIT and keeps the blocks it
+    wrote cached; the store releases them after that commit."""
+    with open_store(str(tmp_path / "w.duckdb")) as store:
+        store._con.execute("SET checkpoint_threshold = '512KB'")
+        contact = str(uuid.uuid4())
+        wal = tmp_path / "w.duckdb.wal"
+        checkpoints = 0
+        for batch in range(40):
+            before = wal.stat().st_size if wal.exists() else 0
+            memories = [
+                NewMemory(contact_id=contact, content=f"note {batch} {i} " * 10, memory_type="fact")
+                for i in range(100)
+            ]
+            store.add_memories(memories)
+            if (wal.stat().st_size if wal.exists() else 0) < before:  # this commit checkpointed
+                checkpoints += 1
+                assert _cached_table_bytes(store) <= 1 * MiB
+        assert checkpoints >= 2, "the premise: the writes crossed the threshold"
+        store._con.execute("SELECT embedding FROM memories").fetchall()
+        assert _cached_table_bytes(store) >= 2 * MiB, "the premise: reading caches blocks"

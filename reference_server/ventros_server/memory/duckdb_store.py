@@ -172,6 +172,8 @@ class DuckDBStore:
         # does), which would corrupt `--json` output and anything reading the process's stdout.
         self._con.execute("SET enable_progress_bar = false")
         self._closed = False
+        self._wal = None if path == ":memory:" else Path(f"{path}.wal")
+        self._wal_size = 0
         try:
             schema.migrate(self._con, where=path)
             self._check_embedder(reembed)
@@ -376,6 +378,7 @@ class DuckDBStore:
             except Exception:
                 self._con.execute("ROLLBACK")
                 raise
+            self._committed()
             # Derived state, updated only once the commit made the rows durable.
             self._next_seq += len(batch)
             self.corpus.add(postings["term"], doc_len)
@@ -666,7 +669,22 @@ class DuckDBStore:
             return int(self._scalar(f"SELECT count(*) FROM {table}") - before)
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._con)
+        return _Transaction(self._con, self._committed)
+
+    def _committed(self) -> None:
+        """After each COMMIT: if DuckDB checkpointed in it (its log shrank), release what the
+        checkpoint left cached. DuckDB folds the log into the file inside the first COMMIT
+        after the log passed checkpoint_threshold, and keeps the blocks it wrote cached; a
+        server writing memories otherwise keeps every block of every checkpoint."""
+        if self._wal is None:
+            return
+        try:
+            size = self._wal.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < self._wal_size:
+            self._release_cached_memory()
+        self._wal_size = size
 
     def _register(self, name: str, batch: dict[str, np.ndarray]) -> None:
         with _without_pandas_probe():
@@ -1110,14 +1128,19 @@ class CorpusStats:
 
 
 class _Transaction:
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, committed: Callable[[], None]) -> None:
         self._con = con
+        self._committed = committed
 
     def __enter__(self) -> None:
         self._con.execute("BEGIN TRANSACTION")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._con.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type:
+            self._con.execute("ROLLBACK")
+            return
+        self._con.execute("COMMIT")
+        self._committed()
 
 
 def _term_frequencies(seqs: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
