@@ -1,9 +1,10 @@
 """MemoryService over gRPC: validate, apply the contract's defaults, call the store, map back.
 
-The store is blocking (DuckDB, numpy); each call runs in a worker thread so the event loop keeps
-serving other calls (health checks, other RPCs) meanwhile. A store whose work happens elsewhere
+The store is blocking (DuckDB, numpy). A call that may take long runs in a worker thread so the
+event loop keeps serving other calls (health checks, other RPCs) meanwhile; a call that is
+known to be short runs on the loop itself (``_Placement``). A store whose work happens elsewhere
 offers its calls as coroutines in ``store.aio`` (memory.remote.RemoteStore: the store-owner
-process of ``--workers N``); those are awaited on the loop, without the thread.
+process of ``--workers N``); those are awaited on the loop.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ventros import NotFoundError, UnavailableError
@@ -46,19 +47,74 @@ def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+#: A store call of a kind that recently took less than this runs on the event loop (see _Placement).
+INLINE_BELOW_SECONDS = 0.001
+#: Weight of the newest duration in a kind's running average.
+_NEWEST = 0.3
+
+
+class _Placement:
+    """Where a store call runs: on the event loop, or in a worker thread.
+
+    A thread keeps the loop serving while the call runs, but the hand-off costs much more than
+    its two wake-ups: SearchMemories KEYWORD_ONLY (~0.3-0.4 ms of store work) in one process
+    took ~1.9 ms of server CPU per call through a thread and ~1.4 ms run on the loop, 486 ->
+    682 calls/s one at a time, 595 -> 665 with 16 in flight (docs/benchmarks.md). And a store
+    call holds the GIL for most of its time, so below the interpreter's 5 ms switch interval a
+    thread barely lets the loop run anyway. So a call runs on the loop when its kind's recent
+    duration (a running average, measured in either place) is under INLINE_BELOW_SECONDS, unless:
+
+    * ``offload``: it may wait on an embedder (a network API must never block the loop) or
+      write (DuckDB commits and checkpoints);
+    * a store call is running in a thread: it may hold the store's lock, which the loop would
+      then wait for.
+
+    The first call of a kind runs in a thread (its cost is unknown yet).
+    """
+
+    def __init__(self) -> None:
+        self._typical: dict[Any, float] = {}
+        self._threaded = 0
+
+    def inline(self, kind: Any, offload: bool) -> bool:
+        return not offload and not self._threaded and self._typical.get(kind, math.inf) < INLINE_BELOW_SECONDS
+
+    async def run(self, kind: Any, offload: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self.inline(kind, offload):
+            return self._timed(kind, func, args, kwargs)
+        self._threaded += 1
+        try:
+            return await asyncio.to_thread(self._timed, kind, func, args, kwargs)
+        finally:
+            self._threaded -= 1
+
+    def _timed(self, kind: Any, func: Callable[..., T], args: Any, kwargs: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - started
+            previous = self._typical.get(kind)
+            self._typical[kind] = elapsed if previous is None else previous + _NEWEST * (elapsed - previous)
+
+
 class MemoryService(MemoryServiceBase):
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
         self._aio: Any = getattr(store, "aio", None)
+        self._placement = _Placement()
 
-    async def _store_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run the store method ``name``: awaited on the loop when the store has an ``aio`` form
-        (its calls are I/O to another process), else in a worker thread. Measured with the
-        store-owner process, one call at a time: the thread's two wake-ups cost ~0.1-0.2 ms
-        per call (docs/benchmarks.md)."""
+    async def _store_call(
+        self, name: str, *args: Any, kind: Any = None, offload: bool = False, **kwargs: Any
+    ) -> Any:
+        """Run the store method ``name``. A store with an ``aio`` form (its calls are I/O to
+        another process) is awaited on the loop: with the store-owner process, one call at a
+        time, that took SearchMemories from 402 to 465 calls/s against a thread per call
+        (docs/benchmarks.md). Otherwise _Placement picks the loop or a thread; ``kind`` (default
+        ``name``) groups calls of similar cost, ``offload`` forces a thread."""
         if self._aio is not None:
             return await getattr(self._aio, name)(*args, **kwargs)
-        return await asyncio.to_thread(getattr(self.store, name), *args, **kwargs)
+        return await self._placement.run(kind or name, offload, getattr(self.store, name), *args, **kwargs)
 
     # -- SearchMemories -------------------------------------------------------------------------
 
@@ -66,7 +122,8 @@ class MemoryService(MemoryServiceBase):
         started = time.perf_counter()
         query = self._search_query(message)
         include = v.include_fields(list(message.include_fields))
-        result = await _embedding_call(self._store_call("search", query))
+        embeds = query.mode not in (SearchMode.KEYWORD, SearchMode.GRAPH)
+        result = await _embedding_call(self._store_call("search", query, kind=query.mode, offload=embeds))
         memories = [_memory(s.memory, s.score, include) for s in result.memories]
         return pb.SearchMemoriesResponse(
             memories=memories,
@@ -131,7 +188,7 @@ class MemoryService(MemoryServiceBase):
     async def store_memory(self, message: pb.StoreMemoryRequest) -> pb.StoreMemoryResponse:
         started = time.perf_counter()
         memory = self._new_memory(message)
-        stored = await _embedding_call(self._store_call("store_memory", memory))
+        stored = await _embedding_call(self._store_call("store_memory", memory, offload=True))
         return pb.StoreMemoryResponse(memory_id=stored.id, success=True, latency_ms=_elapsed_ms(started))
 
     def _new_memory(self, message: pb.StoreMemoryRequest) -> NewMemory:

@@ -1,0 +1,126 @@
+"""Where MemoryService runs a store call (memory/service.py, _Placement): short calls on the event
+loop, calls that may embed or write in a thread, and nothing on the loop while a store call runs
+in a thread (it may hold the store's lock). The real demo store, with each call's thread noted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ventros_server.memory")
+
+from ventros import memory as pb
+from ventros_server.memory import MemoryService, load_demo, open_store
+from ventros_server.memory import service as service_module
+
+CONTACT = "d6ab2bca-5565-4628-84fe-5d4638b3b2b1"
+QUERY = "Fone Bluetooth delivery damaged purchased"
+
+
+class ThreadNotingStore:
+    """The real store; notes the thread of each call, and can hold store_memory until released."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: list[tuple[str, int]] = []
+        self.hold_writes = threading.Event()
+        self.hold_writes.set()
+        self.writing = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, threading.get_ident()))
+            if name == "store_memory":
+                self.writing.set()
+                self.hold_writes.wait(30)
+            return method(*args, **kwargs)
+
+        return noted
+
+
+@pytest.fixture(scope="module")
+def demo():  # type: ignore[no-untyped-def]
+    store = open_store(":memory:")
+    load_demo(store)
+    yield store
+    store.close()
+
+
+def keyword(mode: pb.SearchMode = pb.SearchMode.KEYWORD_ONLY) -> pb.SearchMemoriesRequest:
+    return pb.SearchMemoriesRequest(contact_id=CONTACT, query=QUERY, limit=10, mode=mode)
+
+
+def on_loop(noted: ThreadNotingStore, loop_thread: int) -> list[bool]:
+    return [ident == loop_thread for _, ident in noted.calls]
+
+
+def test_short_calls_move_to_the_loop_after_the_first(demo, monkeypatch):
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)  # every kind counts as short
+    noted = ThreadNotingStore(demo)
+    service = MemoryService(noted)  # type: ignore[arg-type]
+
+    async def calls() -> tuple[int, list[int]]:
+        sizes = [len((await service.search_memories(keyword())).memories) for _ in range(3)]
+        return threading.get_ident(), sizes
+
+    loop_thread, sizes = asyncio.run(calls())
+    assert sizes[0] >= 5 and len(set(sizes)) == 1
+    assert on_loop(noted, loop_thread) == [False, True, True]
+
+
+def test_calls_that_embed_or_write_always_run_in_a_thread(demo, monkeypatch):
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
+    noted = ThreadNotingStore(demo)
+    service = MemoryService(noted)  # type: ignore[arg-type]
+    write = pb.StoreMemoryRequest(contact_id=CONTACT, content="asked about the warranty", memory_type="note")
+
+    async def calls() -> int:
+        for _ in range(3):
+            await service.search_memories(keyword(pb.SearchMode.HYBRID))
+            await service.store_memory(write)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(calls())
+    assert [name for name, _ in noted.calls] == ["search", "store_memory"] * 3
+    assert not any(on_loop(noted, loop_thread))
+
+
+def test_long_calls_stay_in_a_thread(demo, monkeypatch):
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 0.0)  # every kind counts as long
+    noted = ThreadNotingStore(demo)
+    service = MemoryService(noted)  # type: ignore[arg-type]
+
+    async def calls() -> int:
+        for _ in range(3):
+            await service.search_memories(keyword())
+        return threading.get_ident()
+
+    assert not any(on_loop(noted, asyncio.run(calls())))
+
+
+def test_nothing_runs_on_the_loop_while_a_store_call_runs_in_a_thread(demo, monkeypatch):
+    """A write in a thread may hold the store's lock: a search on the loop would wait for it."""
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
+    noted = ThreadNotingStore(demo)
+    service = MemoryService(noted)  # type: ignore[arg-type]
+    write = pb.StoreMemoryRequest(contact_id=CONTACT, content="asked about the warranty", memory_type="note")
+
+    async def calls() -> tuple[int, int]:
+        await service.search_memories(keyword())  # the first: in a thread, its cost now known
+        noted.hold_writes.clear()
+        writing = asyncio.create_task(service.store_memory(write))
+        await asyncio.to_thread(noted.writing.wait, 30)
+        found = await service.search_memories(keyword())  # while the write is held
+        noted.hold_writes.set()
+        await writing
+        return threading.get_ident(), len(found.memories)
+
+    loop_thread, found = asyncio.run(calls())
+    assert found >= 5
+    assert [name for name, _ in noted.calls] == ["search", "store_memory", "search"]
+    assert on_loop(noted, loop_thread) == [False, False, False]
