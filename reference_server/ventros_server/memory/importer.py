@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -285,6 +286,7 @@ class _Parsed:
     memories: MemoryBatch | None
     errors: list[tuple[int, str]]
     last_line: int
+    chars: int  # characters in the chunk's lines (the importer's size estimate uses it)
 
 
 _embedders: dict[int, OfflineEmbedder] = {}
@@ -328,7 +330,7 @@ def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _P
         embedder = _embedders.get(embed_dim) or _embedders.setdefault(embed_dim, OfflineEmbedder(embed_dim))
         embed_batch(memories, embedder)
         memories.vector_text()  # the store's encoding of the vectors, also off the writer
-    return _Parsed(items, memories, errors, line_no)
+    return _Parsed(items, memories, errors, line_no, sum(map(len, lines)))
 
 
 def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
@@ -433,6 +435,8 @@ def import_jsonl(
         chunk_lines = min(batch_size, CHUNK_LINES)
         depth = batch_size // chunk_lines + 1
         for parsed in _parsed_chunks(_chunks(source, chunk_lines), embed_dim, parallel, depth):
+            if line_no == 0:
+                _reserve(store, source, parsed)
             errors.extend(parsed.errors)
             line_no = parsed.last_line
             for kind, items in parsed.items.items():
@@ -457,6 +461,17 @@ def import_jsonl(
     if progress:
         progress(line_no)
     return ImportReport(counts=counts, errors=errors, seconds=time.perf_counter() - started)
+
+
+def _reserve(store: MemoryStore, source: str | Path | Iterable[str], first: _Parsed) -> None:
+    """Tell the store how many memories a file holds, estimated from its size and its first
+    chunk, so its vector matrix is sized once instead of copied as it grows (0.7 s of a
+    200k-memory import). An overestimate costs address space only (vectors.reserve)."""
+    reserve = getattr(store, "reserve_memories", None)
+    if reserve is None or not isinstance(source, str | Path) or not first.chars or first.memories is None:
+        return
+    # Characters, not bytes, per line: the estimate errs high on non-ASCII text, never low.
+    reserve(int(os.path.getsize(source) * len(first.memories) / first.chars))
 
 
 def _new_memories(batch: MemoryBatch) -> list[NewMemory]:

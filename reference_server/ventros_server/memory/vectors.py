@@ -56,6 +56,10 @@ BLOCK_MIN = 1_000
 #: Byte budget of those blocks (least recently searched dropped first): 40 contacts of 10,000
 #: memories at 384 dimensions, counting their spare capacity.
 BLOCK_BUDGET = 512 * 1024 * 1024
+#: Capacity factor when a write needs more rows than the matrix has (and no reserve() made
+#: room): bounded slack (25 % of address space; resident memory follows the rows written, see
+#: _resize) at the price of more frequent copies than doubling.
+GROWTH = 1.25
 #: Vectors added to a graph under construction per step (the lock is held only to copy them).
 _BUILD_CHUNK = 20_000
 #: At most this many vectors are added with the lock held, when a new graph goes live.
@@ -78,6 +82,7 @@ class VectorIndex:
         self._matrix = np.zeros((1024, dim), dtype=np.float32)
         self._present = np.zeros(1024, dtype=bool)
         self.count = 0
+        self._high = 0  # one past the highest seq ever set: the rows a growth copies
         self._lock = threading.RLock()
         self._hnsw: hnswlib.Index | None = None
         self._hnsw_max_seq = -1
@@ -96,24 +101,36 @@ class VectorIndex:
             return
         seqs = np.asarray(seqs, dtype=np.int64)
         with self._lock:
-            self._grow(int(seqs.max()) + 1)
+            needed = int(seqs.max()) + 1
+            if needed > len(self._present):
+                self._resize(max(needed, int(len(self._present) * GROWTH)))
             if int(seqs.min()) <= self._blocks.high_seq:
                 self.generation += 1
             self.count += int((~self._present[seqs]).sum())
             self._matrix[seqs] = vectors
             self._present[seqs] = True
+            self._high = max(self._high, needed)
             if self._hnsw is not None:
                 self._hnsw_add(seqs, vectors)
 
-    def _grow(self, needed: int) -> None:
-        capacity = len(self._present)
-        if needed <= capacity:
-            return
-        new_capacity = max(needed, capacity * 2)
-        matrix = np.zeros((new_capacity, self.dim), dtype=np.float32)
-        matrix[:capacity] = self._matrix
-        present = np.zeros(new_capacity, dtype=bool)
-        present[:capacity] = self._present
+    def reserve(self, rows: int) -> None:
+        """Room for seqs below ``rows`` (a bulk load that knows its size calls it first, so
+        the matrix is not copied as it grows). Untouched rows of the new matrix cost no
+        resident memory: np.zeros gets fresh zero pages from the OS, which become resident
+        only when written."""
+        with self._lock:
+            if rows > len(self._present):
+                self._resize(rows)
+
+    def _resize(self, capacity: int) -> None:
+        """A new matrix of ``capacity`` rows holding the current vectors. Only the rows up to
+        the highest seq set are copied: copying the whole old capacity made its unused rows
+        resident too (up to 100 % of the vectors with growth by doubling, docs/memory.md)."""
+        high = self._high
+        matrix = np.zeros((capacity, self.dim), dtype=np.float32)
+        matrix[:high] = self._matrix[:high]
+        present = np.zeros(capacity, dtype=bool)
+        present[:high] = self._present[:high]
         self._matrix, self._present = matrix, present
 
     def _hnsw_add(self, seqs: np.ndarray, vectors: np.ndarray) -> None:
