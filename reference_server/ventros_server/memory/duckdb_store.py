@@ -268,6 +268,7 @@ class DuckDBStore:
         # in DuckDB before the first fetch (a 14k-memory store: +30 MiB at open that stayed
         # resident; at 1M, gigabytes). Rows are stored in seq order, so each range reads only
         # its own row groups.
+        self.vectors.reserve(self._next_seq)  # sized once, not grown (and copied) per range
         for low in range(0, self._next_seq, _LOAD_CHUNK):
             rows = self._con.execute(
                 "SELECT seq, embedding FROM memories"
