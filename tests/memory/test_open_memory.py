@@ -3,6 +3,7 @@ indexes), loads every vector whatever the chunking, and keeps DuckDB's memory_li
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -34,6 +35,7 @@ def filled(tmp_path: Path) -> tuple[Path, list[str], int]:
             for i in range(3_000)
         ]
         store.add_memories(records)
+        store._con.execute("CHECKPOINT")
         # Reading every vector fills DuckDB's cache the way opening does.
         store._con.execute("SELECT embedding FROM memories").fetchall()
         cached = _cached_table_bytes(store)
@@ -98,3 +100,32 @@ def test_checkpoint_during_writes_leaves_no_table_cache(tmp_path: Path) -> None:
         assert checkpoints >= 2, "the premise: the writes crossed the threshold"
         store._con.execute("SELECT embedding FROM memories").fetchall()
         assert _cached_table_bytes(store) >= 2 * MiB, "the premise: reading caches blocks"
+
+
+_CRASHING_WRITER = """
+import os, sys, uuid
+from ventros_server.memory import open_store
+from ventros_server.memory.store import NewMemory
+store = open_store(sys.argv[1])
+store._con.execute("SET checkpoint_threshold = '1GB'")  # everything stays in the log
+contact = sys.argv[2]
+store.add_memories([
+    NewMemory(contact_id=contact, content=f"parcel {i} left the depot", memory_type="fact")
+    for i in range(3_000)
+])
+os._exit(0)  # like kill -9: no close, no checkpoint
+"""
+
+
+def test_open_after_a_crash_reads_the_replayed_rows(tmp_path: Path) -> None:
+    """Rows replayed from the log at open live in temporary blocks until checkpointed; the
+    release at open must not swap them out (DuckDB 1.5.5 failed reading such blocks back)."""
+    path, contact = tmp_path / "c.duckdb", str(uuid.uuid4())
+    subprocess.run([sys.executable, "-c", _CRASHING_WRITER, str(path), contact], check=True, timeout=120)
+    assert (tmp_path / "c.duckdb.wal").stat().st_size > 1 * MiB, "the premise: rows only in the log"
+    with open_store(str(path)) as store:
+        assert store.vectors.count == 3_000
+        rows = store._con.execute("SELECT seq, content, embedding FROM memories ORDER BY seq").fetchall()
+        assert [r[1] for r in rows] == [f"parcel {i} left the depot" for i in range(3_000)]
+        found = store.search(SearchQuery(contact, "parcel 1234 depot", mode=SearchMode.KEYWORD))
+        assert found.keyword_matches > 0
