@@ -244,7 +244,7 @@ class _VentrosProtocol(H2Protocol):
             transport = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(transport)
         h2_conn = self.connection._connection
-        h2_conn.decoder = _RepeatedHeaderBlocks(h2_conn.decoder)
+        h2_conn.decoder = _RepeatedHeaderBlocks(h2_conn.decoder)  # type: ignore[assignment]
         h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams})
         self.connection.flush()
 
