@@ -69,6 +69,8 @@ log = logging.getLogger("ventros.memory.store")
 _LOAD_CHUNK = 8_192
 #: DuckDB's checkpoint_threshold for the store (see DuckDBStore.__init__).
 CHECKPOINT_THRESHOLD = "4MB"
+#: What _release_cached_memory leaves of DuckDB's cache of file blocks (and its threshold).
+_EVICT_MARGIN = 1024 * 1024
 
 #: DuckDB converting Python objects (a registered numpy object column, or statement parameters)
 #: tries `import pandas` for every value, to spot pandas' NA. Without pandas installed each of
@@ -299,26 +301,34 @@ class DuckDBStore:
         +107 MiB over an empty store after opening, +42 MiB with chunked loading and this (the
         vectors alone are 21); at 1M, 4,531 -> 1,949 MiB.
 
-        Only right after a checkpoint is every block a copy of the file that can simply be
-        dropped. Rows not yet checkpointed (or a ":memory:" database) live in temporary blocks,
-        which the lowered limit would swap out to a temporary file, and in DuckDB 1.5.5 reading
+        Only the cached copies of the file's blocks (duckdb_memory()'s BASE_TABLE) are
+        dropped: the limit is lowered to what everything else uses, DuckDB evicts file blocks
+        first, so rows not yet checkpointed and indexes stay in memory. Lowered further (to
+        1 MB), DuckDB swaps those temporary blocks out to a file, and in DuckDB 1.5.5 reading
         them back failed ("INTERNAL Error: Bitpacking offset is out of range ... corrupt
-        database file", found with ":memory:" stores): those are never evicted here.
+        database file", found with ":memory:" stores, whose blocks are all temporary), so a
+        ":memory:" store and a store with little cached are left alone.
         """
         if self._wal is None:
             release_free_heap()
             return
-        # Lowering the limit evicts every unpinned block it can; then the limit is set back
+        usage = dict(self._con.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory()").fetchall())
+        cached = usage.get("BASE_TABLE", 0)
+        if cached > _EVICT_MARGIN:
+            self._evict_down_to(sum(usage.values()) - cached + _EVICT_MARGIN)
+        release_free_heap()
+
+    def _evict_down_to(self, limit_bytes: int) -> None:
+        # Lowering memory_limit evicts unpinned blocks down to it; then the limit is set back
         # (as DuckDB prints it, rounded to 0.1 GiB). Not RESET: in DuckDB 1.5.5 it shows the
         # default again but leaves the buffer manager at the lowered limit.
         limit = self._scalar("SELECT current_setting('memory_limit')")
         try:
-            self._con.execute("SET memory_limit = '1MB'")
+            self._con.execute(f"SET memory_limit = '{limit_bytes}B'")
         except duckdb.Error:  # nothing is lost if DuckDB cannot shrink that far
             pass
         finally:
             self._con.execute(f"SET memory_limit = '{limit}'")
-        release_free_heap()
 
     def close(self) -> None:
         with self._lock:
@@ -582,20 +592,30 @@ class DuckDBStore:
         return list(merged.values())
 
     def _write_edges(self, batch: dict[str, Any], *, source: str) -> None:
-        """The SQL of an edge upsert (keys unique in ``batch``): raise weights, add new edges."""
-        with self._rows("b", batch) as (rows, params):
-            self._con.execute(
-                f"""UPDATE edges SET weight = b.weight FROM {rows}
-                    WHERE edges.from_id = b.from_id AND edges.to_id = b.to_id
-                      AND edges.relationship = b.relationship AND b.weight > edges.weight""",
-                params,
-            )
-            self._con.execute(
-                f"""INSERT INTO edges SELECT b.from_id, b.to_id, b.relationship, b.weight, b.created_at, ?
-                    FROM {rows} ANTI JOIN edges e
-                      ON e.from_id = b.from_id AND e.to_id = b.to_id AND e.relationship = b.relationship""",
-                [source, *params],
-            )
+        """The SQL of an edge upsert (keys unique in ``batch``): raise weights, add new edges.
+
+        Which keys the table holds, and their weights, come from the edge index, which mirrors
+        the table under this lock: joining each batch with the whole edges table twice (an
+        UPDATE ... FROM and an INSERT ... ANTI JOIN) was ~1 s of a 200k-memory import, growing
+        with the table. Only the rows that need it reach DuckDB."""
+        known = self.edges.known_weights(batch["from_id"], batch["to_id"], batch["relationship"])
+        weight = np.asarray(batch["weight"], dtype=np.float64)
+        new = np.isnan(known)
+        heavier = ~new & (weight > known)  # known: the lightest edge of the key (SQL per row)
+        if heavier.any():
+            with self._rows("b", _subset(batch, heavier)) as (rows, params):
+                self._con.execute(
+                    f"""UPDATE edges SET weight = b.weight FROM {rows}
+                        WHERE edges.from_id = b.from_id AND edges.to_id = b.to_id
+                          AND edges.relationship = b.relationship AND b.weight > edges.weight""",
+                    params,
+                )
+        if new.any():
+            with self._rows("b", _subset(batch, new)) as (rows, params):
+                self._con.execute(
+                    f"INSERT INTO edges SELECT from_id, to_id, relationship, weight, created_at, ? FROM {rows}",
+                    [source, *params],
+                )
 
     @contextlib.contextmanager
     def _rows(self, name: str, columns: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
@@ -1193,6 +1213,18 @@ class _Transaction:
             return
         self._con.execute("COMMIT")
         self._committed()
+
+
+def _subset(columns: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    """The rows of a batch of columns (lists or arrays) where ``keep`` is set."""
+    if keep.all():
+        return columns
+    return {
+        name: values[keep]
+        if isinstance(values, np.ndarray)
+        else [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+        for name, values in columns.items()
+    }
 
 
 def _term_frequencies(seqs: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
