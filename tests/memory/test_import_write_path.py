@@ -7,10 +7,11 @@ import json
 import uuid
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
-from ventros_server.memory import DuckDBStore, import_jsonl, make_embedder
-from ventros_server.memory.store import NewMemory
+from ventros_server.memory import DuckDBStore, import_jsonl, make_embedder, schema
+from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
 from ventros_server.memory.vectors import GROWTH, VectorIndex
 
 DIM = 8
@@ -116,3 +117,87 @@ def test_import_reserves_from_the_file_size(tmp_path: Path, parallel: bool) -> N
         assert store.vectors.count == 2_500
     finally:
         store.close()
+
+
+def test_a_version_2_file_is_migrated_with_its_memories(tmp_path: Path) -> None:
+    """Version 3 rebuilds the memories table (embedding stored uncompressed): rows, vectors
+    and search survive, and later checkpoints write the embedding column uncompressed."""
+    path = str(tmp_path / "v2.duckdb")
+    con = duckdb.connect(path)
+    schema.migrate(con, target=2)
+    con.execute(
+        "INSERT INTO store_info VALUES ('embedder_name', 'offline-hash-v1-384'), ('embedder_dim', '384')"
+    )
+    con.close()
+    # Memories written by the version-2 schema (this code's write path is the same).
+    contact = str(uuid.uuid4())
+    older = schema.MIGRATIONS
+    try:
+        schema.MIGRATIONS = older[:2]
+        schema.LATEST = 2
+        with DuckDBStore(path, make_embedder("offline")) as store:
+            assert store.schema_version() == 2
+            written = [
+                store.store_memory(NewMemory(contact, f"pedido {i} atrasado na entrega", "complaint"))
+                for i in range(30)
+            ]
+    finally:
+        schema.MIGRATIONS, schema.LATEST = older, older[-1][0]
+    with DuckDBStore(path, make_embedder("offline")) as store:
+        assert store.schema_version() == schema.LATEST == 3
+        assert store.vectors.count == 30
+        for record in written:
+            seq = store._scalar("SELECT seq FROM memories WHERE id = ?", [record.id])
+            np.testing.assert_array_equal(store.vectors.vectors(np.array([seq]))[0], record.embedding)
+        found = store.search(SearchQuery(contact, "pedido 7 atrasado", mode=SearchMode.VECTOR, limit=1))
+        assert found.memories[0].memory.id == written[7].id
+        store._con.execute("CHECKPOINT")
+        methods = {
+            row[0]
+            for row in store._con.execute(
+                "SELECT DISTINCT compression FROM pragma_storage_info('memories') "
+                "WHERE column_name = 'embedding' AND segment_type = 'BLOB'"
+            ).fetchall()
+        }
+        assert methods == {"Uncompressed"}
+
+
+def test_edge_upserts_decided_by_the_index_match_the_table() -> None:
+    """_write_edges asks the edge index which keys exist: heavier weights raise the stored
+    edge, lighter ones leave it, new keys are added once; table and index agree."""
+    store = DuckDBStore(":memory:", make_embedder("offline"))
+    contact = str(uuid.uuid4())
+    first = [EdgeRecord(f"n{i}", f"m{i % 7}", "knows", 0.5) for i in range(100)]
+    store.add_edges(first)
+    again = [
+        EdgeRecord("n1", "m1", "knows", 0.9),  # heavier: raised
+        EdgeRecord("n2", "m2", "knows", 0.1),  # lighter: kept at 0.5
+        EdgeRecord("n3", "m3", "likes", 0.3),  # new relationship: a new edge
+        EdgeRecord("n1", "m1", "knows", 0.7),  # same key twice in a batch: the heaviest wins
+        *[EdgeRecord(f"x{i}", "m1", "knows", 0.2) for i in range(80)],  # new, registered path
+    ]
+    store.add_edges(again)
+    store.store_memory(
+        NewMemory(
+            contact, "comprou a cafeteira", "purchase", related=[RelatedRef("product", "m1", "bought", 0.8)]
+        )
+    )
+    store.store_memory(
+        NewMemory(
+            contact, "elogiou a cafeteira", "feedback", related=[RelatedRef("product", "m1", "bought", 0.4)]
+        )
+    )
+    table = {
+        (f, t, r): w
+        for f, t, r, w in store._con.execute(
+            "SELECT from_id, to_id, relationship, weight FROM edges"
+        ).fetchall()
+    }
+    assert store._scalar("SELECT count(*) FROM edges") == len(table) == 100 + 1 + 80 + 1
+    assert table[("n1", "m1", "knows")] == pytest.approx(0.9)
+    assert table[("n2", "m2", "knows")] == pytest.approx(0.5)
+    assert table[("n3", "m3", "likes")] == pytest.approx(0.3)
+    assert table[(contact, "m1", "bought")] == pytest.approx(0.8)
+    index = {(f, t, r): w for f, t, r, w, _ in store.edges.export()}
+    assert index.keys() == table.keys()
+    assert all(index[k] == pytest.approx(table[k]) for k in table)

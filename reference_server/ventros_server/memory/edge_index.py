@@ -167,6 +167,28 @@ class EdgeIndex:
         self._edges.extend(rows)
         self._link(rows, np.arange(first, first + len(rows), dtype=np.int32))
 
+    def known_weights(
+        self, from_ids: Sequence[str], to_ids: Sequence[str], relationships: Sequence[str]
+    ) -> np.ndarray:
+        """For each key (from, to, relationship), the weight of the edge with that key (the
+        lightest, should the table hold several), or NaN when there is none: what an upsert
+        needs to know without joining the edges table."""
+        out = np.full(len(from_ids), np.nan, dtype=np.float64)
+        code, rel = self.nodes.code, self.relationships.code
+        keys = [
+            (code.get(f), code.get(t), rel.get(r))
+            for f, t, r in zip(from_ids, to_ids, relationships, strict=True)
+        ]
+        known = self._existing({k[0] for k in keys if k[0] is not None})
+        if not known:
+            return out
+        weights = self._edges.rows["weight"]
+        for i, key in enumerate(keys):
+            ids = known.get(key)  # type: ignore[arg-type]
+            if ids is not None:
+                out[i] = float(weights[ids].min())
+        return out
+
     def _existing(self, from_codes: set[int]) -> dict[tuple[int, int, int], list[int]]:
         """(from, to, relationship) -> ids of the edges with that key, among the edges of
         ``from_codes`` (an edge's key always has its from node there)."""
