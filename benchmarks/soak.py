@@ -9,19 +9,19 @@ fixed mix from ``--concurrency`` workers until the time is up (at most 10 minute
 throughput and errors per operation, the server's resident memory (sampled every few seconds:
 after the warm-up, half-way, at the end, peak), whether the server stopped cleanly on SIGTERM
 (exit 0), and the last lines of the server's log when something failed.
-Targets: 0 errors, RSS growth after the warm-up < 10 %, clean exit.
+Targets: 0 errors, clean exit, and RSS growth after the warm-up < 10 % of the baseline.
 
 The warm-up (default 20 s) is there because the first seconds load code paths, thread pools,
 DuckDB's catalog and the allocator's arenas once; the baseline is taken after it, never later to
-hide growth. The plain RSS growth is what the target is judged on. The store grows during the
-run (every StoreMemory adds a row, postings and a vector; every ExecuteAgent here stores an
-agent insight): the report prints the memories written and the growth per memory, and
-``--reopen`` measures what the same data costs freshly opened, so data growth can be told from
-memory the running server holds (docs/operations.md, "Soak").
+hide growth. The store grows during the run (every StoreMemory adds a row, postings and a
+vector; every ExecuteAgent here stores an agent insight), and a server must keep what it
+stores: ~14,000 memories in 5 minutes hold more than 10 % of the baseline in their vectors
+alone. So when the load writes, a new server is then started on the same database file and
+its RSS read after a warm-up that writes nothing (the same data freshly opened; ``--no-reopen``
+skips it), and the growth is judged beyond that data: end RSS minus the reopened server's,
+against 10 % of the baseline. The plain growth is printed next to it, and judged when nothing
+was written (docs/operations.md, "Soak", has the reasoning and the figures).
 ``--mix`` isolates a part of the load (``read``: no StoreMemory; ``write``: StoreMemory only).
-``--reopen`` then starts a new server on the same database file and reports its RSS after a
-warm-up that writes nothing: the same data freshly opened, so the end RSS minus it is what the
-running server held beyond its data.
 Per-RPC growth, call by call, is benchmarks/leakcheck.py.
 """
 
@@ -213,7 +213,7 @@ async def reopened_rss(db: Path, key: str, warmup: float, concurrency: int) -> t
 
 
 async def soak(
-    minutes: float, concurrency: int, warmup: float, mix: str, probe: Path | None, reopen: bool = False
+    minutes: float, concurrency: int, warmup: float, mix: str, probe: Path | None, reopen: bool = True
 ) -> int:
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,6 +222,7 @@ async def soak(
         sampler = asyncio.create_task(sample_rss(server.proc.pid, samples))
         exit_code: int | None = None
         reopened: tuple[float, int] | None = None
+        wrote = False
         try:
             async with (
                 ventros.AgentClient(server.addresses["agent"], token=key) as agents,
@@ -240,13 +241,14 @@ async def soak(
                 await asyncio.gather(*(load.worker(until, mix) for _ in range(concurrency)))
                 elapsed = time.monotonic() - started
                 rss_end = rss_mib(server.proc.pid)
+                wrote = load.done["store"] + load.insights > 0
         finally:
             sampler.cancel()
             if probe is not None:  # what malloc_trim and a CHECKPOINT would give back, then stop
                 Path(f"{probe}.cmd").write_text("trim checkpoint trim")
                 await asyncio.sleep(12)
             exit_code = server.stop()
-            if reopen and exit_code == 0:
+            if reopen and wrote and exit_code == 0:
                 reopened = await reopened_rss(Path(tmp) / "soak.duckdb", key, warmup, concurrency)
     during = [rss for t, rss in samples if started <= t]
     rss_mid = next((rss for t, rss in samples if t >= started + elapsed / 2), rss_end)
@@ -254,15 +256,7 @@ async def soak(
     t0 = samples[0][0] if samples else started
     curve = [f"{t - t0:.0f}s:{rss:.0f}" for i, (t, rss) in enumerate(samples) if i % 6 == 0]
     print("server RSS (MiB) every 30 s from start, warm-up included:", " ".join(curve))
-    code = report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup, mix)
-    if reopened is not None:
-        rss, problems = reopened
-        print(
-            f"reopened on the same file (no demo import, {warmup:g} s of reads): {rss:.1f} MiB, "
-            f"{rss - stats.start:+.1f} MiB vs the soak's baseline, {stats.end - rss:+.1f} MiB below its end"
-            + (f"; {problems} unexpected writes/errors/exit" if problems else "")
-        )
-    return code
+    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup, mix, reopened)
 
 
 class RssStats:
@@ -287,6 +281,7 @@ def report(
     tail: list[str],
     warmup: float,
     mix: str,
+    reopened: tuple[float, int] | None,
 ) -> int:
     print(f"\nsoak: {elapsed:.0f} s, {concurrency} workers, server on 127.0.0.1 (2-core machine)\n")
     print(f"{'operation':<10} {'calls':>8} {'calls/s':>9} {'errors':>7}")
@@ -305,18 +300,40 @@ def report(
             f"memories written after warm-up: {stored} ({load.done['store']} by StoreMemory, {load.insights} agent "
             f"insights); {per_memory:.1f} KiB of RSS growth per memory (see docs/operations.md#soak)"
         )
+    judged, what, problems = judged_growth(rss, stored, reopened, warmup)
     print(f"server exit code after SIGTERM: {exit_code}")
     for line in load.first_errors:
         print("  first errors:", line)
-    ok = sum(load.errors.values()) == 0 and rss.growth < 10 and exit_code == 0
-    print("\nresult:", "PASS (0 errors, growth < 10 %, clean exit)" if ok else "FAIL")
+    ok = sum(load.errors.values()) == 0 and judged < 10 and exit_code == 0 and problems == 0
+    print("\nresult:", f"PASS (0 errors, {what} < 10 %, clean exit)" if ok else "FAIL")
     if not ok:
         print("last server log lines:\n  " + "\n  ".join(tail))
     print(
         f"reproduce: python benchmarks/soak.py --minutes {elapsed / 60:.1f} --concurrency {concurrency} "
-        f"--warmup {warmup:g} --mix {mix}"
+        f"--warmup {warmup:g} --mix {mix}" + ("" if reopened or not stored else " --no-reopen")
     )
     return 0 if ok else 1
+
+
+def judged_growth(
+    rss: RssStats, stored: int, reopened: tuple[float, int] | None, warmup: float
+) -> tuple[float, str, int]:
+    """The growth the target is judged on (% of the baseline), its name, and problems seen by
+    the reopened server. Written data is told apart by the reopened server's RSS."""
+    if not stored:
+        return rss.growth, "growth", 0
+    if reopened is None:
+        print("growth not told from the data written (--no-reopen): judged on the plain growth")
+        return rss.growth, "growth", 0
+    fresh, problems = reopened
+    beyond = (rss.end - fresh) / rss.start * 100
+    print(
+        f"a new server on the same file (the same data; no demo import, {warmup:g} s of reads): "
+        f"{fresh:.1f} MiB ({fresh - rss.start:+.1f} MiB vs the baseline); the running server ended "
+        f"{rss.end - fresh:+.1f} MiB above it: {beyond:+.1f} % of the baseline beyond its data"
+        + (f"; {problems} unexpected writes/errors/exit" if problems else "")
+    )
+    return beyond, "growth beyond the data written", problems
 
 
 def main() -> None:
@@ -329,8 +346,8 @@ def main() -> None:
         "--probe", type=Path, help="run the server under benchmarks/memprobe.py, samples to FILE"
     )
     parser.add_argument(
-        "--reopen", action="store_true",
-        help="then restart a server on the same file and report its RSS (data vs memory held while running)",
+        "--no-reopen", dest="reopen", action="store_false",
+        help="do not start a new server on the same file afterwards (growth then not told from data)",
     )  # fmt: skip
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
