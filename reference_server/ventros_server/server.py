@@ -36,7 +36,7 @@ from h2.connection import H2Connection
 from h2.settings import SettingCodes
 from ventros import _wire
 from ventros._generated.google_proto_descriptor_pool import default_google_proto_descriptor_pool
-from ventros._transport import CoalescingTransport
+from ventros._transport import CoalescingTransport, RepeatedHeaderBlocks
 from ventros.common import ErrorDetails
 
 from .context import on_recv_request
@@ -186,53 +186,6 @@ MAX_CONCURRENT_STREAMS = 128
 H2Connection.MAX_CLOSED_STREAMS = 1024
 
 
-class _RepeatedHeaderBlocks:
-    """h2's HPACK decoder, which does not decode again a header block it has just decoded.
-
-    Clients send the same request headers call after call, and once they are in the dynamic
-    table the encoded block is the same bytes; decoding it (pure-Python Huffman and literal
-    parsing in hpack) was ~9 % of a ListAvailableAgents call's server time one call at a time
-    (py-spy), and skipping it took that call from ~1,980 to ~2,350 calls/s (server CPU per
-    call 449 -> 378 us; docs/benchmarks.md). A block's headers depend on its bytes and on the
-    dynamic table, so the blocks kept are forgotten whenever a decode changes the table (entries
-    are only added at the front, as new tuple objects, and evicted from the back: its newest
-    entry object, length and size limit tell) and whenever h2 changes a limit. Everything else
-    (attributes h2 reads and sets) is the decoder's own.
-    """
-
-    __slots__ = ("_cache", "_decoder")
-    max_blocks = 32
-
-    def __init__(self, decoder: Any) -> None:
-        object.__setattr__(self, "_decoder", decoder)
-        object.__setattr__(self, "_cache", {})
-
-    def _table_state(self) -> tuple[Any, int, int]:
-        table = self._decoder.header_table
-        entries = table.dynamic_entries
-        return (entries[0] if entries else None), len(entries), table.maxsize
-
-    def decode(self, data: bytes, raw: bool = False) -> list[Any]:
-        known = self._cache.get((data, raw))
-        if known is not None:
-            return list(known)
-        before = self._table_state()
-        headers = list(self._decoder.decode(data, raw))
-        after = self._table_state()
-        if after[0] is not before[0] or after[1:] != before[1:]:
-            self._cache.clear()  # what it holds was decoded against the table as it was
-        elif len(self._cache) < self.max_blocks:
-            self._cache[(data, raw)] = tuple(headers)
-        return headers
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._decoder, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._decoder, name, value)  # e.g. max_header_list_size, from SETTINGS
-        self._cache.clear()  # a block kept may no longer pass the decoder's checks
-
-
 class _VentrosProtocol(H2Protocol):
     max_concurrent_streams = MAX_CONCURRENT_STREAMS
     coalesce_writes = True
@@ -244,7 +197,7 @@ class _VentrosProtocol(H2Protocol):
             transport = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(transport)
         h2_conn = self.connection._connection
-        h2_conn.decoder = _RepeatedHeaderBlocks(h2_conn.decoder)  # type: ignore[assignment]
+        h2_conn.decoder = RepeatedHeaderBlocks(h2_conn.decoder)  # type: ignore[assignment]
         h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams})
         self.connection.flush()
 

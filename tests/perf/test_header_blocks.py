@@ -1,7 +1,8 @@
-"""The server's HPACK decoder reuses a header block it has just decoded (server.py,
-_RepeatedHeaderBlocks) only while that is exactly what decoding it again would give: checked
-against a plain hpack Decoder on header sets that do and do not change the dynamic table, and
-over real gRPC with metadata that repeats and changes from call to call."""
+"""The HPACK decoder of the server and of the SDK's channel reuses a header block it has just
+decoded (ventros._transport.RepeatedHeaderBlocks) only while that is exactly what decoding it
+again would give: checked against a plain hpack Decoder on header sets that do and do not change
+the dynamic table, and over real gRPC with metadata, statuses and trailers that repeat and change
+from call to call."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import grpc
 import pytest
 from hpack import Decoder, Encoder, NeverIndexedHeaderTuple, OversizedHeaderListError
+from ventros import MemoryClient, NotFoundError
+from ventros._transport import RepeatedHeaderBlocks
 from ventros.memory import Memory, MemoryServiceBase, SearchMemoriesRequest, SearchMemoriesResponse
 from ventros_server.context import current_call
-from ventros_server.server import _RepeatedHeaderBlocks, build_server
+from ventros_server.server import build_server
 
 
 class CountingDecoder(Decoder):
@@ -54,7 +57,7 @@ def header_sets() -> list[Any]:
 
 
 def test_decoding_matches_hpack_block_for_block():
-    encoder, plain, cached = Encoder(), Decoder(), _RepeatedHeaderBlocks(CountingDecoder())
+    encoder, plain, cached = Encoder(), Decoder(), RepeatedHeaderBlocks(CountingDecoder())
     for i, headers in enumerate(header_sets()):
         if i == 40:  # the peer shrinks its table: a size update, entries evicted
             encoder.header_table_size = 512
@@ -85,7 +88,7 @@ def test_blocks_whose_meaning_changed_with_the_table_are_decoded_again():
         second,
         newest,
     ]
-    plain, cached = Decoder(), _RepeatedHeaderBlocks(Decoder())
+    plain, cached = Decoder(), RepeatedHeaderBlocks(Decoder())
     for i, block in enumerate(blocks):
         assert cached.decode(block, raw=True) == plain.decode(block, raw=True), i
         assert cached.header_table.dynamic_entries == plain.header_table.dynamic_entries, i
@@ -93,7 +96,7 @@ def test_blocks_whose_meaning_changed_with_the_table_are_decoded_again():
 
 def test_a_repeated_block_is_decoded_once_while_the_table_is_unchanged():
     encoder, counting = Encoder(), CountingDecoder()
-    cached = _RepeatedHeaderBlocks(counting)
+    cached = RepeatedHeaderBlocks(counting)
     headers = request("/ventros.agents.AgentService/ListAvailableAgents")
     blocks = [encoder.encode(headers) for _ in range(10)]
     decoded = [cached.decode(b, raw=True) for b in blocks]
@@ -107,7 +110,7 @@ def test_a_repeated_block_is_decoded_once_while_the_table_is_unchanged():
 
 def test_settings_h2_applies_reach_the_decoder_and_apply_to_repeated_blocks():
     encoder, counting = Encoder(), CountingDecoder()
-    cached = _RepeatedHeaderBlocks(counting)
+    cached = RepeatedHeaderBlocks(counting)
     cached.max_allowed_table_size = 8192
     assert counting.max_allowed_table_size == 8192
     headers = request("/ventros.agents.AgentService/ListAvailableAgents")
@@ -156,3 +159,39 @@ def test_each_call_sees_its_own_metadata_over_grpc():
     calls += [("b", 10.0 + n) for n in range(3)] + [("a", None)] * 2
     seen = asyncio.run(_tags_seen(calls))
     assert seen == [(tag, "deadline" if timeout else "") for tag, timeout in calls]
+
+
+class QueryEcho(MemoryServiceBase):
+    """Answers with the query as a memory id, or NOT_FOUND naming it when it starts with "no-"."""
+
+    async def search_memories(self, message: SearchMemoriesRequest) -> SearchMemoriesResponse:
+        if message.query.startswith("no-"):
+            raise NotFoundError.of("CONTACT_NOT_FOUND", f"nothing for {message.query}")
+        return SearchMemoriesResponse(memories=[Memory(id=message.query)])
+
+
+async def _sdk_outcomes(queries: list[str]) -> list[str]:
+    server, _ = build_server([QueryEcho()])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    outcomes = []
+    try:
+        async with MemoryClient(f"127.0.0.1:{port}") as client:
+            for query in queries:
+                try:
+                    found = await client.search_memories(contact_id="c", query=query, timeout=10)
+                    outcomes.append(found.memories[0].id)
+                except NotFoundError as exc:
+                    outcomes.append(exc.message)
+    finally:
+        server.close()
+        await server.wait_closed()
+    return outcomes
+
+
+def test_the_sdk_sees_each_calls_own_status_and_trailers():
+    """The SDK's channel reuses response header blocks too: repeated successes, then errors
+    whose trailers differ in grpc-message, then successes again."""
+    queries = ["a", "a", "a", "no-1", "no-2", "no-2", "a", "b", "no-1", "a"]
+    expected = [f"nothing for {q}" if q.startswith("no-") else q for q in queries]
+    assert asyncio.run(_sdk_outcomes(queries)) == expected
