@@ -27,6 +27,7 @@ The same logic (``catalogue()``, ``keyword_search()``, ``stream_script()``) feed
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import random
 import time
@@ -264,7 +265,8 @@ def real_forwarding_services(store_address: str, authkey: bytes) -> list[Any]:
 
 def store_ipc_cost_us(repeat: int = 400) -> dict[str, float]:
     """Microseconds per store call, in-process against forwarded to a store-owner process over
-    its Unix socket (the demo store, the benchmark's KEYWORD_ONLY search; median of ``repeat``)."""
+    its Unix socket (the demo store, the benchmark's KEYWORD_ONLY search; median of ``repeat``):
+    by a blocking call, and by RemoteStore.aio on an event loop as MemoryService does."""
     import statistics
 
     from ventros_server.memory.remote import RemoteStore, start_store_process
@@ -280,6 +282,16 @@ def store_ipc_cost_us(repeat: int = 400) -> dict[str, float]:
             times.append(time.perf_counter() - started)
         return statistics.median(times) * 1e6
 
+    async def awaited() -> float:
+        """The path MemoryService takes in a worker: RemoteStore.aio, awaited on the loop."""
+        await remote.aio.search(query)
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            await remote.aio.search(query)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1e6
+
     local = real_memory_store()
     owner = start_store_process(real_memory_store)
     remote = RemoteStore(owner.address, owner.authkey)
@@ -287,7 +299,8 @@ def store_ipc_cost_us(repeat: int = 400) -> dict[str, float]:
         costs = {
             "round trip (no store work)": per_call(remote._call, "describe_embedder"),
             "search in-process": per_call(local.search, query),
-            "search forwarded": per_call(remote.search, query),
+            "search forwarded, blocking call": per_call(remote.search, query),
+            "search forwarded, awaited on the loop": asyncio.run(awaited()),
         }
     finally:
         remote.close()
