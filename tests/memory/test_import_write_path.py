@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from ventros_server.memory import DuckDBStore, import_jsonl, make_embedder, schema
+from ventros_server.memory import DuckDBStore, import_jsonl, importer, make_embedder, schema
 from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
 from ventros_server.memory.vectors import GROWTH, VectorIndex
 
@@ -201,3 +201,37 @@ def test_edge_upserts_decided_by_the_index_match_the_table() -> None:
     index = {(f, t, r): w for f, t, r, w, _ in store.edges.export()}
     assert index.keys() == table.keys()
     assert all(index[k] == pytest.approx(table[k]) for k in table)
+
+
+def test_chunks_come_back_in_order_when_this_process_helps_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the worker process is busy (here: still starting), the importing process parses
+    the next chunks itself; the chunks still come back in file order, each once."""
+    lines = [
+        json.dumps(
+            {
+                "kind": "memory",
+                "contact_id": str(uuid.UUID(int=i % 5)),
+                "content": f"nota {i}",
+                "memory_type": "fact",
+            }
+        )
+        for i in range(400)
+    ]
+    here: list[int] = []
+    original = importer._parse_chunk
+
+    def counting(first_line: int, chunk: list[str], embed_dim: int | None) -> importer._Parsed:
+        here.append(first_line)
+        return original(first_line, chunk, embed_dim)
+
+    # Sent to the worker by name, where it is the original function.
+    counting.__module__, counting.__qualname__ = original.__module__, original.__qualname__
+    monkeypatch.setattr(importer, "_parse_chunk", counting)
+    parsed = list(importer._parsed_chunks(importer._chunks(lines, 10), 384, True, depth=3))
+    assert [p.last_line for p in parsed] == list(range(10, 401, 10))
+    contents = [c for p in parsed if p.memories is not None for c in p.memories.contents]
+    assert contents == [f"nota {i}" for i in range(400)]
+    assert len(here) > 1, "the worker's start-up left chunks for this process to parse"
+    assert len(here) < 40, "and the worker parsed the rest"

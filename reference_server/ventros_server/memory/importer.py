@@ -357,10 +357,11 @@ def _parsed_chunks(
     chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool, depth: int = 2
 ) -> Iterator[_Parsed]:
     """The chunks parsed, in order. With ``parallel`` and more than one chunk, a worker process
-    parses (and embeds) the chunks after the first, up to two ahead of the writes, while this
-    process writes the previous ones (DuckDB, the search indexes): the two halves of an import
-    take about the same time, and the machine has a second core. ``depth``: chunks submitted
-    ahead (enough to cover a write batch, so the worker goes on while a batch is written)."""
+    parses (and embeds) chunks, up to ``depth`` ahead of the writes, while this process writes
+    the previous ones (DuckDB, the search indexes); the machine has a second core. Whenever
+    the chunk due next is not ready, this process parses the next unsubmitted chunk itself
+    instead of waiting (at most ``depth`` held): the two halves of an import take about the
+    same time, and whichever is slower at a moment gets help from the other."""
     first = next(chunks, None)
     if first is None:
         return
@@ -370,23 +371,36 @@ def _parsed_chunks(
             yield _parse_chunk(*chunk, embed_dim)
         return
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        ahead: deque[tuple[tuple[int, list[str]], Future[_Parsed]]] = deque(
-            [(second, pool.submit(_parse_chunk, *second, embed_dim))]
-        )
+        # File order; each entry is a chunk sent to the worker (a future) or parsed here.
+        ahead: deque[tuple[tuple[int, list[str]], Future[_Parsed] | None, _Parsed | None]] = deque()
+
+        def submit(chunk: tuple[int, list[str]]) -> None:
+            ahead.append((chunk, pool.submit(_parse_chunk, *chunk, embed_dim), None))
+
+        submit(second)
         for chunk in islice(chunks, max(depth - 1, 0)):
-            ahead.append((chunk, pool.submit(_parse_chunk, *chunk, embed_dim)))
+            submit(chunk)
         yield _parse_chunk(*first, embed_dim)  # here, while the worker starts
         while ahead:
-            chunk, future = ahead.popleft()
-            try:
-                parsed = future.result()
-            except BrokenProcessPool:
-                log.warning(_WORKER_DIED)
-                for rest in chain([chunk], (c for c, _ in ahead), chunks):
-                    yield _parse_chunk(*rest, embed_dim)
-                return
-            if (following := next(chunks, None)) is not None:
-                ahead.append((following, pool.submit(_parse_chunk, *following, embed_dim)))
+            chunk, future, parsed = ahead[0]
+            waiting = future is not None and not future.done()
+            if waiting and sum(p is not None for _, _, p in ahead) < depth and (spare := next(chunks, None)):
+                ahead.append((spare, None, _parse_chunk(*spare, embed_dim)))
+                continue
+            ahead.popleft()
+            if future is not None:
+                try:
+                    parsed = future.result()
+                except BrokenProcessPool:
+                    log.warning(_WORKER_DIED)
+                    for rest, _, done in chain([(chunk, None, None)], ahead):
+                        yield done if done is not None else _parse_chunk(*rest, embed_dim)
+                    for rest in chunks:
+                        yield _parse_chunk(*rest, embed_dim)
+                    return
+                if (following := next(chunks, None)) is not None:
+                    submit(following)
+            assert parsed is not None
             yield parsed
 
 

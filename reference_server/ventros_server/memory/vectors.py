@@ -107,8 +107,15 @@ class VectorIndex:
             if int(seqs.min()) <= self._blocks.high_seq:
                 self.generation += 1
             self.count += int((~self._present[seqs]).sum())
-            self._matrix[seqs] = vectors
-            self._present[seqs] = True
+            first = int(seqs[0])
+            if int(seqs[-1]) - first + 1 == len(seqs) and bool((np.diff(seqs) == 1).all()):
+                # A run of seqs (every batch write): a slice assignment is a memcpy, where
+                # fancy indexing copied row by row (0.57 against 0.03 s for 200k x 384 floats).
+                self._matrix[first : first + len(seqs)] = vectors
+                self._present[first : first + len(seqs)] = True
+            else:
+                self._matrix[seqs] = vectors
+                self._present[seqs] = True
             self._high = max(self._high, needed)
             if self._hnsw is not None:
                 self._hnsw_add(seqs, vectors)
