@@ -64,8 +64,8 @@ class RepeatedHeaderBlocks:
     Clients send the same request headers call after call, and once they are in the dynamic
     table the encoded block is the same bytes; decoding it (pure-Python Huffman and literal
     parsing in hpack) was ~9 % of a ListAvailableAgents call's server time one call at a time
-    (py-spy), and skipping it took that call from ~1,980 to ~2,350 calls/s (server CPU per
-    call 449 -> 378 us; docs/benchmarks.md). A block's headers depend on its bytes and on the
+    (py-spy). Skipping it: server CPU per call -5 to -16 % in 6 of 7 A/B runs at concurrency 1
+    and 16 (+10 % in the other; docs/benchmarks.md). A block's headers depend on its bytes and on the
     dynamic table, so the blocks kept are forgotten whenever a decode changes the table (entries
     are only added at the front, as new tuple objects, and evicted from the back: its newest
     entry object, length and size limit tell) and whenever h2 changes a limit. Everything else
