@@ -349,6 +349,9 @@ def main() -> None:
         "--no-reopen", dest="reopen", action="store_false",
         help="do not start a new server on the same file afterwards (growth then not told from data)",
     )  # fmt: skip
+    # Earlier runs in docs/operations.md were made with --reopen, now the default.
+    parser.add_argument("--reopen", dest="reopen", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(reopen=True)
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
     os.environ.setdefault("NO_COLOR", "1")
