@@ -22,6 +22,9 @@ skips it), and the growth is judged beyond that data: end RSS minus the reopened
 against 10 % of the baseline. The plain growth is printed next to it, and judged when nothing
 was written (docs/operations.md, "Soak", has the reasoning and the figures).
 ``--mix`` isolates a part of the load (``read``: no StoreMemory; ``write``: StoreMemory only).
+``--memories N`` also imports N CRM memories at start (benchmarks/memory_corpus.py): the demo
+alone is a 50-contact toy, where the memories the load stores dominate any growth; a store of
+production size (``--memories 200000``) shows the same load against a realistic baseline.
 Per-RPC growth, call by call, is benchmarks/leakcheck.py.
 """
 
@@ -67,7 +70,9 @@ class Server:
     """`ventros serve` as a subprocess whose output is read all along (an unread pipe fills up
     and blocks the server on its next log line); the last lines are kept for the report."""
 
-    def __init__(self, db: Path, key: str, probe: Path | None = None, *, demo: bool = True) -> None:
+    def __init__(
+        self, db: Path, key: str, probe: Path | None = None, *, demo: bool = True, extra: Path | None = None
+    ) -> None:
         # --probe: the same CLI, run in-process by benchmarks/memprobe.py, which samples memory.
         launcher = (
             ["-m", "ventros_cli"]
@@ -76,6 +81,7 @@ class Server:
         )
         command = [
             sys.executable, *launcher, "serve", *(["--demo"] if demo else []), "--db", str(db),
+            *(["--import", str(extra)] if extra else []),
             "--agent-port", "0", "--memory-port", "0",
         ]  # fmt: skip
         env = {**os.environ, "VENTROS_API_KEYS": f"{key}:read,write,execute", "NO_COLOR": "1"}
@@ -212,12 +218,28 @@ async def reopened_rss(db: Path, key: str, warmup: float, concurrency: int) -> t
     return rss, errors + (exit_code != 0)
 
 
+def write_corpus(path: Path, memories: int) -> Path:
+    """``memories`` CRM memories (benchmarks/memory_corpus.py, 20 per contact) as JSONL."""
+    from memory_corpus import contact_ids, jsonl_lines  # benchmarks/ is this script's folder
+
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(line + "\n" for line in jsonl_lines(memories, contact_ids(max(memories // 20, 1))))
+    return path
+
+
 async def soak(
-    minutes: float, concurrency: int, warmup: float, mix: str, probe: Path | None, reopen: bool = True
+    minutes: float,
+    concurrency: int,
+    warmup: float,
+    mix: str,
+    probe: Path | None,
+    reopen: bool = True,
+    memories: int = 0,
 ) -> int:
     key = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp) / "soak.duckdb", key, probe)
+        corpus = write_corpus(Path(tmp) / "corpus.jsonl", memories) if memories else None
+        server = Server(Path(tmp) / "soak.duckdb", key, probe, extra=corpus)
         samples: list[tuple[float, float]] = []
         sampler = asyncio.create_task(sample_rss(server.proc.pid, samples))
         exit_code: int | None = None
@@ -256,7 +278,8 @@ async def soak(
     t0 = samples[0][0] if samples else started
     curve = [f"{t - t0:.0f}s:{rss:.0f}" for i, (t, rss) in enumerate(samples) if i % 6 == 0]
     print("server RSS (MiB) every 30 s from start, warm-up included:", " ".join(curve))
-    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), warmup, mix, reopened)
+    options = f"--warmup {warmup:g} --mix {mix}" + (f" --memories {memories}" if memories else "")
+    return report(load, elapsed, stats, concurrency, exit_code, list(server.tail), options, reopened)
 
 
 class RssStats:
@@ -279,8 +302,7 @@ def report(
     concurrency: int,
     exit_code: int,
     tail: list[str],
-    warmup: float,
-    mix: str,
+    options: str,
     reopened: tuple[float, int] | None,
 ) -> int:
     print(f"\nsoak: {elapsed:.0f} s, {concurrency} workers, server on 127.0.0.1 (2-core machine)\n")
@@ -300,7 +322,7 @@ def report(
             f"memories written after warm-up: {stored} ({load.done['store']} by StoreMemory, {load.insights} agent "
             f"insights); {per_memory:.1f} KiB of RSS growth per memory (see docs/operations.md#soak)"
         )
-    judged, what, problems = judged_growth(rss, stored, reopened, warmup)
+    judged, what, problems = judged_growth(rss, stored, reopened)
     print(f"server exit code after SIGTERM: {exit_code}")
     for line in load.first_errors:
         print("  first errors:", line)
@@ -310,14 +332,12 @@ def report(
         print("last server log lines:\n  " + "\n  ".join(tail))
     print(
         f"reproduce: python benchmarks/soak.py --minutes {elapsed / 60:.1f} --concurrency {concurrency} "
-        f"--warmup {warmup:g} --mix {mix}" + ("" if reopened or not stored else " --no-reopen")
+        f"{options}" + ("" if reopened or not stored else " --no-reopen")
     )
     return 0 if ok else 1
 
 
-def judged_growth(
-    rss: RssStats, stored: int, reopened: tuple[float, int] | None, warmup: float
-) -> tuple[float, str, int]:
+def judged_growth(rss: RssStats, stored: int, reopened: tuple[float, int] | None) -> tuple[float, str, int]:
     """The growth the target is judged on (% of the baseline), its name, and problems seen by
     the reopened server. Written data is told apart by the reopened server's RSS."""
     if not stored:
@@ -328,7 +348,7 @@ def judged_growth(
     fresh, problems = reopened
     beyond = (rss.end - fresh) / rss.start * 100
     print(
-        f"a new server on the same file (the same data; no demo import, {warmup:g} s of reads): "
+        "a new server on the same file (the same data; no import, a warm-up of reads): "
         f"{fresh:.1f} MiB ({fresh - rss.start:+.1f} MiB vs the baseline); the running server ended "
         f"{rss.end - fresh:+.1f} MiB above it: {beyond:+.1f} % of the baseline beyond its data"
         + (f"; {problems} unexpected writes/errors/exit" if problems else "")
@@ -343,6 +363,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds before the RSS baseline")
     parser.add_argument("--mix", choices=sorted(MIXES), default="mixed", help="operations to run")
     parser.add_argument(
+        "--memories", type=int, default=0,
+        help="also import this many CRM memories at start (a store of production size; default: the demo only)",
+    )  # fmt: skip
+    parser.add_argument(
         "--probe", type=Path, help="run the server under benchmarks/memprobe.py, samples to FILE"
     )
     parser.add_argument(
@@ -355,7 +379,11 @@ def main() -> None:
     args = parser.parse_args()
     minutes = min(args.minutes, MAX_MINUTES)
     os.environ.setdefault("NO_COLOR", "1")
-    sys.exit(asyncio.run(soak(minutes, args.concurrency, args.warmup, args.mix, args.probe, args.reopen)))
+    sys.exit(
+        asyncio.run(
+            soak(minutes, args.concurrency, args.warmup, args.mix, args.probe, args.reopen, args.memories)
+        )
+    )
 
 
 if __name__ == "__main__":
