@@ -292,7 +292,8 @@ class DuckDBStore:
                 self.vectors.add(seqs, flat.reshape(len(rows), self.embedder.dim))
 
     def _release_cached_memory(self) -> None:
-        """Give back the blocks DuckDB caches and glibc's free heap; call right after a CHECKPOINT.
+        """Give back DuckDB's cached copies of file blocks and glibc's free heap (called after
+        opening, after a bulk load and after each checkpoint).
 
         Opening reads every table once and a checkpoint writes the new blocks; DuckDB keeps
         those blocks cached (up to its memory_limit, 80 % of RAM by default) although searches
