@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -43,7 +44,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import ventros
@@ -197,20 +198,29 @@ async def sample_rss(pid: int, samples: list[tuple[float, float]], every: float 
         await asyncio.sleep(every)
 
 
+@contextlib.asynccontextmanager
+async def load_on(server: Server, key: str, seed: int) -> AsyncIterator[Load]:
+    """A Load driving ``server`` through the SDK's two clients."""
+    async with (
+        ventros.AgentClient(server.addresses["agent"], token=key) as agents,
+        ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
+    ):
+        yield Load(agents, memory, seed)
+
+
+async def run_workers(load: Load, seconds: float, mix: str, concurrency: int) -> None:
+    until = time.monotonic() + seconds
+    await asyncio.gather(*(load.worker(until, mix) for _ in range(concurrency)))
+
+
 async def reopened_rss(db: Path, key: str, warmup: float, concurrency: int) -> tuple[float, int]:
     """RSS of a new server on the soak's database file (no demo import), after a warm-up of the
     same length that writes nothing: what the same data costs freshly opened. The end RSS minus
     this is memory the running server held beyond its data (caches, allocator, leaks)."""
     server = Server(db, key, demo=False)
     try:
-        async with (
-            ventros.AgentClient(server.addresses["agent"], token=key) as agents,
-            ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
-        ):
-            load = Load(agents, memory, seed=8)
-            await asyncio.gather(
-                *(load.worker(time.monotonic() + warmup, "nowrite") for _ in range(concurrency))
-            )
+        async with load_on(server, key, seed=8) as load:
+            await run_workers(load, warmup, "nowrite", concurrency)
             rss = rss_mib(server.proc.pid)
     finally:
         exit_code = server.stop()
@@ -246,21 +256,14 @@ async def soak(
         reopened: tuple[float, int] | None = None
         wrote = False
         try:
-            async with (
-                ventros.AgentClient(server.addresses["agent"], token=key) as agents,
-                ventros.MemoryClient(server.addresses["memory"], token=key) as memory,
-            ):
-                load = Load(agents, memory, seed=7)
-                await asyncio.gather(
-                    *(load.worker(time.monotonic() + warmup, mix) for _ in range(concurrency))
-                )
+            async with load_on(server, key, seed=7) as load:
+                await run_workers(load, warmup, mix, concurrency)
                 load.done.clear()
                 load.errors.clear()
                 load.insights = 0
                 started = time.monotonic()
                 rss_start = rss_mib(server.proc.pid)
-                until = started + minutes * 60
-                await asyncio.gather(*(load.worker(until, mix) for _ in range(concurrency)))
+                await run_workers(load, minutes * 60, mix, concurrency)
                 elapsed = time.monotonic() - started
                 rss_end = rss_mib(server.proc.pid)
                 wrote = load.done["store"] + load.insights > 0
