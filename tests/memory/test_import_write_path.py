@@ -235,3 +235,53 @@ def test_chunks_come_back_in_order_when_this_process_helps_the_worker(
     assert contents == [f"nota {i}" for i in range(400)]
     assert len(here) > 1, "the worker's start-up left chunks for this process to parse"
     assert len(here) < 40, "and the worker parsed the rest"
+
+
+def _memory_lines(count: int) -> list[str]:
+    return [
+        json.dumps({"kind": "memory", "contact_id": str(uuid.UUID(int=i % 7)), "content": f"nota número {i} café", "memory_type": "fact"})
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_worker_vectors_come_back_through_shared_memory_exact_and_unlinked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker hands a chunk's vectors over in a shared memory block: the importing process
+    gets the same float32 rows and base64 text as parsing the chunk itself, and unlinks it."""
+    names: list[str] = []
+    original = importer._from_shared
+
+    def recording(parsed: importer._Parsed) -> importer._Parsed:
+        if parsed.shared is not None:
+            names.append(parsed.shared[0])
+        return original(parsed)
+
+    monkeypatch.setattr(importer, "_from_shared", recording)
+    lines = _memory_lines(300)
+    parsed = list(importer._parsed_chunks(importer._chunks(lines, 50), 384, True, depth=2))
+    assert names, "some chunks came from the worker"
+    assert not [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
+    for got in parsed:
+        want = importer._parse_chunk(got.last_line - 49, lines[got.last_line - 50 : got.last_line], 384)
+        assert got.memories is not None and want.memories is not None
+        assert got.memories.vectors is not None and want.memories.vectors is not None
+        assert got.memories.vectors.tobytes() == want.memories.vectors.tobytes()
+        assert list(got.memories.vector_text()) == list(want.memories.vector_text())
+
+
+def test_stopping_an_import_unlinks_the_blocks_of_chunks_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    names: list[str] = []
+    original = importer._release
+
+    def recording(future: importer.Future[importer._Parsed]) -> None:
+        original(future)
+        if not future.cancelled() and (shared := future.result().shared) is not None:
+            names.append(shared[0])
+
+    monkeypatch.setattr(importer, "_release", recording)
+    chunks = importer._parsed_chunks(importer._chunks(_memory_lines(300), 50), 384, True, depth=3)
+    assert next(chunks).last_line == 50  # parsed here; the worker has chunks in hand
+    chunks.close()
+    assert names, "the worker had finished chunks that were never read"
+    assert not [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
