@@ -192,14 +192,22 @@ def base64_rows(vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def split_base64(joined: str, dim: int, mask: np.ndarray) -> np.ndarray:
+def split_base64(joined: str | memoryview, dim: int, mask: np.ndarray) -> np.ndarray:
     """base64_rows from the base64 of the whole float32 matrix (``dim * 4 % 3 == 0``, so each
-    row's text is a whole number of 4-character groups): the importer gets a worker's vectors
-    this way (importer._from_shared)."""
+    row's text is a whole number of 4-character groups), as text or as ASCII bytes: the
+    importer gets a worker's vectors this way (importer._from_shared). From bytes, each row's
+    str is decoded from its slice (latin-1: ASCII in, the same compact str out), ~3x faster
+    than decoding the whole then slicing (a copy less)."""
     width = dim * 4
     assert width % 3 == 0, "rows do not end on a base64 group"
+    step = width // 3 * 4
     out = np.full(len(mask), None, dtype=object)
-    out[np.flatnonzero(mask)] = _pieces(joined, width // 3 * 4)
+    if isinstance(joined, str):
+        out[np.flatnonzero(mask)] = _pieces(joined, step)
+    else:
+        out[np.flatnonzero(mask)] = [
+            str(joined[i : i + step], "latin-1") for i in range(0, len(joined), step)
+        ]
     return out
 
 

@@ -401,15 +401,14 @@ def _from_shared(parsed: _Parsed) -> _Parsed:
     try:
         size, buf = count * dim * 4, block.buf
         assert buf is not None
-        vectors = np.frombuffer(buf, np.float32, count * dim).reshape(count, dim).copy()
-        joined = str(buf[size : size + text_len], "ascii")
+        batch = parsed.memories
+        assert batch is not None
+        batch.vectors = np.frombuffer(buf, np.float32, count * dim).reshape(count, dim).copy()
+        with buf[size : size + text_len] as text:
+            batch.vector_b64 = split_base64(text, dim, batch.embed)
     finally:
         block.close()
         block.unlink()
-    batch = parsed.memories
-    assert batch is not None
-    batch.vectors = vectors
-    batch.vector_b64 = split_base64(joined, dim, batch.embed)
     return parsed
 
 
