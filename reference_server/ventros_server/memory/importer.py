@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..heap import release_free_heap
 from ..validation import is_uuid
 from .batch import NO_TIME, MemoryBatch, MemoryBatchBuilder, embed_batch, from_micros, micros, split_base64
 from .embedders.offline import OfflineEmbedder
@@ -509,6 +510,23 @@ def import_jsonl(
     """Import a JSONL file (a path) or any iterable of lines; ``progress(lines_read)`` is called
     after each chunk of ``batch_size`` lines is written. ``parallel``: parse and embed in a
     worker process when there is more than one chunk (see _parsed_chunks)."""
+    try:
+        return _import(store, source, progress, batch_size, parallel)
+    finally:
+        # The chunks, batches and worker results are all freed by now, but glibc keeps their
+        # pages: a server that imported 200k memories at start held ~200 MiB more than one
+        # that opened the same file (measured: +664 MiB after the import, +467 after this,
+        # +376 for a plain open).
+        release_free_heap()
+
+
+def _import(
+    store: MemoryStore,
+    source: str | Path | Iterable[str],
+    progress: Callable[[int], None] | None,
+    batch_size: int,
+    parallel: bool,
+) -> ImportReport:
     started = time.perf_counter()
     writers: dict[str, Callable[[list[Any]], int]] = {
         "contact": store.add_contacts,
