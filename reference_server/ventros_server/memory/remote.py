@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -43,7 +44,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Client, Connection, Listener, wait
 from typing import Any
@@ -143,6 +144,16 @@ def _search_result(flat: tuple[Any, ...]) -> SearchResult:
 
 #: How a client turns the owner's answer to a method back into the store's own type.
 _UNPACK: dict[str, Callable[[Any], Any]] = {"search": _search_result}
+#: The store methods AsyncRemoteStore offers as coroutines (the ones MemoryService calls).
+_AWAITED = frozenset({"search", "store_memory", "contact_context", "related_entities"})
+
+
+def _result(method: str, ok: bool, value: Any) -> Any:
+    """The owner's answer to ``method``: its return value (unpacked), or its exception raised."""
+    if not ok:
+        raise value
+    unpack = _UNPACK.get(method)
+    return value if unpack is None else unpack(value)
 
 
 # -- the owner's side ----------------------------------------------------------------------
@@ -451,10 +462,7 @@ class RemoteStore:
         except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:
             self._drop()  # the next call reconnects, should the owner be back
             raise store_unavailable(str(exc) or type(exc).__name__) from exc
-        if ok:
-            unpack = _UNPACK.get(method)
-            return value if unpack is None else unpack(value)
-        raise value
+        return _result(method, ok, value)
 
     # The MemoryStore protocol.
 
@@ -641,10 +649,7 @@ class AsyncRemoteStore:
         payload = pickle.dumps((method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         async with self._bind():
             ok, value = pickle.loads(await self._exchange(payload))
-        if ok:
-            unpack = _UNPACK.get(method)
-            return value if unpack is None else unpack(value)
-        raise value
+        return _result(method, ok, value)
 
     async def _exchange(self, payload: bytes) -> bytes:
         channel = self._idle.pop() if self._idle else None
@@ -695,39 +700,8 @@ class AsyncRemoteStore:
         for channel in channels:
             channel.close_from(self._loop)
 
-    # What MemoryService calls.
-
-    async def search(self, query: SearchQuery) -> SearchResult:
-        return await self.call("search", query)  # type: ignore[no-any-return]
-
-    async def store_memory(self, memory: NewMemory) -> MemoryRecord:
-        return await self.call("store_memory", memory)  # type: ignore[no-any-return]
-
-    async def contact_context(
-        self, contact_id: str, *, history_limit: int, entity_types: frozenset[str], include_graph: bool
-    ) -> ContactContext | None:
-        return await self.call(  # type: ignore[no-any-return]
-            "contact_context",
-            contact_id,
-            history_limit=history_limit,
-            entity_types=entity_types,
-            include_graph=include_graph,
-        )
-
-    async def related_entities(
-        self,
-        entity_id: str,
-        *,
-        entity_type: str | None,
-        target_types: frozenset[str],
-        max_depth: int,
-        limit: int,
-    ) -> list[RelatedResult] | None:
-        return await self.call(  # type: ignore[no-any-return]
-            "related_entities",
-            entity_id,
-            entity_type=entity_type,
-            target_types=target_types,
-            max_depth=max_depth,
-            limit=limit,
-        )
+    def __getattr__(self, method: str) -> Callable[..., Awaitable[Any]]:
+        """What MemoryService awaits: ``aio.search(query)`` etc., the store's methods by name."""
+        if method not in _AWAITED:
+            raise AttributeError(method)
+        return functools.partial(self.call, method)
