@@ -267,18 +267,28 @@ def _is_socket(fd: Path) -> bool:
         return False
 
 
-@pytest.mark.timeout(90)
-def test_a_dead_store_process_stops_the_server():
+def _serve_memory_workers():
+    """`ventros serve --only memory --workers 2` on an in-memory store: two workers, one store."""
     pytest.importorskip("ventros_server.memory")
-    served = start_serve(
+    return start_serve(
         "--only", "memory", "--workers", "2", "--db", ":memory:", "--memory-port", "0", "--grace", "1",
         expect=("memory",),
     )  # fmt: skip
+
+
+def _own_children(pid: int) -> list[int]:
+    """The server's child processes, without multiprocessing's resource tracker."""
+    return [child for child in _children(pid) if "resource_tracker" not in _cmdline(child)]
+
+
+@pytest.mark.timeout(90)
+def test_a_dead_store_process_stops_the_server():
+    served = _serve_memory_workers()
     try:
         port = _port(served.addresses["memory"])
-        children = _children(served.proc.pid)
+        children = _own_children(served.proc.pid)
         workers = [pid for pid in children if _listening_on(pid, port)]
-        others = [pid for pid in children if pid not in workers and "resource_tracker" not in _cmdline(pid)]
+        others = [pid for pid in children if pid not in workers]
         assert len(workers) == 2 and len(others) == 1, (workers, others)
         os.kill(others[0], signal.SIGKILL)
         code = served.proc.wait(30)
@@ -297,13 +307,9 @@ def _cmdline(pid: int) -> str:
 
 @pytest.mark.timeout(90)
 def test_a_killed_parent_takes_its_workers_and_store_with_it():
-    pytest.importorskip("ventros_server.memory")
-    served = start_serve(
-        "--only", "memory", "--workers", "2", "--db", ":memory:", "--memory-port", "0", "--grace", "1",
-        expect=("memory",),
-    )  # fmt: skip
+    served = _serve_memory_workers()
     try:
-        children = [pid for pid in _children(served.proc.pid) if "resource_tracker" not in _cmdline(pid)]
+        children = _own_children(served.proc.pid)
         assert len(children) == 3, children  # two workers and the store process
         served.proc.kill()  # SIGKILL: the parent cannot forward anything
         served.proc.wait(10)
