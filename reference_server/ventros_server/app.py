@@ -107,6 +107,11 @@ class ServeConfig:
     #: Worker processes: the key every worker's agent service presents to the (shared) memory
     #: port, chosen once by the parent so that any worker accepts any other's calls.
     internal_key: str | None = field(default=None, repr=False)
+    #: Worker processes: the store owner alone listens on the memory port and passes some of its
+    #: connections over this Unix socket (ventros_server.handoff). ``memory_steering`` in the
+    #: owner: where workers ask for connections; ``memory_handoff`` in a worker: where it does.
+    memory_steering: str | None = None
+    memory_handoff: str | None = None
 
     @property
     def services(self) -> tuple[ServiceName, ...]:
@@ -307,7 +312,8 @@ class VentrosApp:
         self.keys = config.keys()
         #: The key the agent service uses on this process's memory port (read and write only).
         self.internal_key: str | None = None
-        if self.keys is not None and config.only is None and not config.memory_addr:
+        if self.keys is not None and not config.memory_addr and (config.only is None or config.internal_key):
+            # A memory-only store owner (multiproc) accepts the workers' agents' key too.
             self.internal_key = config.internal_key or secrets.token_urlsafe(32)
 
     # -- addresses -------------------------------------------------------------------------
@@ -367,14 +373,27 @@ class VentrosApp:
         server, statuses = build_server([servicer], listeners=listeners)
         connections = _track_connections(server)
         port = self.config.agent_port if name == "agent" else self.config.memory_port
-        if self.config.reuse_port:  # worker processes (multiproc.serve_app_workers)
+        handoff = self.config.memory_handoff if name == "memory" else None
+        steering = self.config.memory_steering if name == "memory" else None
+        sock = None  # a worker given connections by the store owner (handoff) listens on nothing
+        if not handoff and self.config.reuse_port:  # worker processes (multiproc.serve_app_workers)
             sock = _bind(self.config.host, port, name, reuse_port=True)
-        else:
+        elif not handoff:
             sock = _bind(self.config.host, port, name)
         self._running[name] = _Running(
-            name, server, statuses, gate, self.config.host, sock.getsockname()[1], connections, servicer
-        )
-        await server.start(sock=sock, ssl=ssl_context)
+            name, server, statuses, gate, self.config.host, sock.getsockname()[1] if sock else port,
+            connections, servicer,
+        )  # fmt: skip
+        if handoff or steering:  # multiproc workers: one process accepts, the others are handed
+            from .handoff import HandedOff, Steering
+
+            factory = server._protocol_factory  # after _track_connections: tracked too
+            if sock is None:
+                server.serve_from(HandedOff(str(handoff), factory, ssl=ssl_context))
+            else:
+                server.serve_from(Steering(sock, str(steering), factory, ssl=ssl_context))
+        else:
+            await server.start(sock=sock, ssl=ssl_context)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful shutdown (idempotent; concurrent callers wait for the same shutdown)."""

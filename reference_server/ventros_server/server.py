@@ -218,6 +218,15 @@ class VentrosServer(Server):
         protocol.coalesce_writes = self.coalesce_writes
         return protocol
 
+    def serve_from(self, source: Any) -> None:
+        """Start without a listening socket of our own: ``source`` (ventros_server.handoff)
+        brings accepted connections to ``_protocol_factory`` and stands in for the asyncio
+        server that ``start()`` would create (its ``close()`` stops taking connections)."""
+        if self._server is not None:
+            raise RuntimeError("Server is already started")
+        self._server = source
+        self._server_closed_fut = self._loop.create_future()
+
 
 class _Alias:
     """Stands for a service name in grpclib's Health check table."""
