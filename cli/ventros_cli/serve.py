@@ -80,8 +80,9 @@ def serve(
             metavar="N",
             min=1,
             help="Server processes sharing each port (SO_REUSEPORT; the kernel spreads connections "
-            "over them). With the memory service, one more process owns the DuckDB store and the "
-            "workers forward their store calls to it.",
+            "over them). With the memory service, one more process owns the DuckDB store: the "
+            "workers forward their store calls to it, and it serves the memory port too, keeping "
+            "a lone connection and handing further ones to the workers.",
             rich_help_panel=SERVER_PANEL,
         ),
     ] = 1,
@@ -260,7 +261,8 @@ def serve(
     memory port, or at --memory-addr. SIGINT/SIGTERM: health turns NOT_SERVING, new calls are
     refused, running calls get --grace seconds, then the store is closed. --workers N runs the
     services in N processes sharing the ports; the memory store then lives in one more process,
-    which every worker's memory service calls.
+    which every worker's memory service calls and which serves the memory port too (a lone
+    client is served there, without the hop).
     """
     from ventros import ConfigurationError
 

@@ -28,7 +28,11 @@ Constraints that follow:
 ``ventros serve --workers N`` uses ``serve_app_workers``: each worker is a whole
 ``ventros_server.app`` server (keys, TLS, rate limit, graceful drain) for the agent service,
 the memory service or both; with the memory service one more process owns the store, opened
-and loaded before the workers start and closed after they have drained.
+and loaded before the workers start and closed after they have drained. That owner also serves
+the memory port with the store in-process, and alone listens on it: it keeps a lone connection
+(no hop to the store: one call at a time is as fast as one process) and hands further
+connections to the workers (``ventros_server.handoff``); the agent port is shared with
+SO_REUSEPORT by the workers.
 
 ``uvloop`` is used when it is installed (``use_uvloop=None``), else asyncio's default loop.
 """
@@ -97,15 +101,21 @@ async def serve_one(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[], Any] | None = None,
     coalesce: bool = True,
+    handoff: str | None = None,
 ) -> None:
     """One worker: build the services and a server, listen with SO_REUSEPORT, serve until
     SIGTERM/SIGINT (or ``stop``), then close gracefully. ``coalesce``: build_server's
-    ``coalesce_writes``."""
+    ``coalesce_writes``. ``handoff``: serve the connections a steering process passes over
+    this Unix socket (ventros_server.handoff) instead of listening."""
     from .server import build_server, tune_gc
 
     server, statuses = build_server(make_services(), coalesce_writes=coalesce)
-    sock = reuse_port_socket(host, port)
-    await server.start(sock=sock)
+    if handoff is not None:
+        from .handoff import HandedOff
+
+        server.serve_from(HandedOff(handoff, server._protocol_factory))
+    else:
+        await server.start(sock=reuse_port_socket(host, port))
     tune_gc()
     for status in statuses.values():
         status.set(True)
@@ -126,11 +136,16 @@ async def serve_one(
 
 
 def _worker_main(
-    make_services: ServicesFactory, host: str, port: int, use_uvloop: bool | None, coalesce: bool, ready: Any
+    make_services: ServicesFactory,
+    host: str,
+    port: int,
+    use_uvloop: bool | None,
+    coalesce: bool,
+    ready: Any,
+    handoff: str | None = None,
 ) -> None:
-    run(
-        serve_one(make_services, host, port, on_ready=ready.release, coalesce=coalesce), use_uvloop=use_uvloop
-    )
+    serve = serve_one(make_services, host, port, on_ready=ready.release, coalesce=coalesce, handoff=handoff)
+    run(serve, use_uvloop=use_uvloop)
 
 
 class WorkerGroup:
@@ -184,6 +199,7 @@ def start_workers(
     use_uvloop: bool | None = None,
     coalesce: bool = True,
     ready_timeout: float = 30.0,
+    handoff: str | None = None,
 ) -> WorkerGroup:
     """Start ``workers`` serving processes (default: one per CPU) and return once all listen.
 
@@ -203,7 +219,7 @@ def start_workers(
             ready = ctx.Semaphore(0)
             p = ctx.Process(
                 target=_worker_main,
-                args=(make_services, host, port, use_uvloop, coalesce, ready),
+                args=(make_services, host, port, use_uvloop, coalesce, ready, handoff),
                 name=f"ventros-worker-{i}",
                 daemon=True,
             )
@@ -227,8 +243,16 @@ def _app_worker_main(config: Any, log_level: int, ready: Any) -> None:
     # Own process group: a terminal's Ctrl-C reaches the parent only, which forwards one
     # SIGTERM; a worker that also got SIGINT would count it as a second signal and skip the grace.
     os.setpgrp()
+    _configure_logging(log_level)
+    from .app import run as run_app
+
+    _stop_with_parent()
+    run(run_app(config, announce=log.debug, ready=lambda app: ready.release()), use_uvloop=False)
+
+
+def _configure_logging(log_level: int) -> None:
     logging.basicConfig(
-        level=log_level,
+        level=log_level or logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -236,10 +260,6 @@ def _app_worker_main(config: Any, log_level: int, ready: Any) -> None:
         for noisy in ("grpclib", "asyncio", "hpack", "h2"):
             logging.getLogger(noisy).setLevel(max(log_level, logging.WARNING))
     logging.getLogger("hpack").setLevel(max(log_level, logging.INFO))  # it logs header values (keys)
-    from .app import run as run_app
-
-    _stop_with_parent()
-    run(run_app(config, announce=log.debug, ready=lambda app: ready.release()), use_uvloop=False)
 
 
 def _stop_with_parent(interval: float = 0.5) -> None:
@@ -289,9 +309,11 @@ def serve_app_workers(
     Each worker is a whole ``ventros_server.app`` server, so API keys, TLS, the rate limit (per
     worker) and the graceful drain behave as with one process. When the memory service runs, one
     more process owns the DuckDB store (``memory.remote``): it opens and loads it before the
-    workers start, and every worker forwards its store calls to it. A first signal is forwarded
-    to every worker as SIGTERM (each drains for ``config.grace``), a second one ends the grace;
-    once the workers are gone the store process closes the store. Raises ConfigurationError for
+    workers start, every worker forwards its store calls to it, and it serves the memory port
+    itself, handing connections beyond its share to the workers (``start_owner_process``). A
+    first signal is forwarded to every process as SIGTERM (each drains for ``config.grace``), a
+    second one ends the grace; once the workers are gone the owner closes the store. Raises
+    ConfigurationError for
     a bad config (before any process starts) and RuntimeError when a process fails to start or
     dies (the others are then stopped).
     """
@@ -305,24 +327,23 @@ def serve_app_workers(
     store: Any = None
     signals = 0
 
+    owners: list[Any] = []  # the owner drains its gRPC calls with the workers
+
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal signals
         signals += 1
-        for p in processes:
+        for p in [*processes, *owners]:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     failure: str | None = None
     try:
+        internal_key = _internal_key(config)
         if "memory" in ports:
-            from .app import open_memory_store
-            from .memory.remote import start_store_process
-
-            store = start_store_process(
-                open_memory_store, config, ready_timeout=3600, stopping=lambda: signals > 0
-            )
-        worker_config = _worker_config(config, ports, store)
+            store = start_owner_process(config, ports["memory"], internal_key, stopping=lambda: signals > 0)
+            owners.append(store.process)
+        worker_config = _worker_config(config, ports, store, internal_key)
         _start_app_workers(processes, worker_config, workers, log_level, ready_timeout, lambda: signals > 0)
         if not signals:
             _announce_workers(config, ports, processes, store, announce)
@@ -347,6 +368,7 @@ def serve_app_workers(
                 p.kill()
                 p.join(5)
         if store is not None:  # last: the workers' running calls needed it
+            store.process.join(config.grace + 15)  # it drains, then waits for the workers to leave
             code = store.stop()
             if code not in (0, None) and failure is None:
                 failure = f"the memory store process exited with code {code}"
@@ -363,22 +385,110 @@ def _port(config: Any, name: str) -> int:
     return int(config.agent_port if name == "agent" else config.memory_port)
 
 
-def _worker_config(config: Any, ports: dict[str, int], store: Any) -> Any:
-    """The config each worker runs: the reserved ports, SO_REUSEPORT, the store owner's socket,
-    and one internal key for the agent -> memory calls of every worker (any worker may answer)."""
-    import dataclasses
+def _internal_key(config: Any) -> str | None:
+    """One key for the agent -> memory calls of every worker (any process may answer them)."""
     import secrets
 
-    changes: dict[str, Any] = {"reuse_port": True}
+    return secrets.token_urlsafe(32) if config.only is None and not config.memory_addr else None
+
+
+def _worker_config(config: Any, ports: dict[str, int], store: Any, internal_key: str | None) -> Any:
+    """The config each worker runs: the reserved ports, SO_REUSEPORT, the store owner's sockets
+    (store calls, and the memory connections it hands over) and the internal key."""
+    import dataclasses
+
+    changes: dict[str, Any] = {"reuse_port": True, "internal_key": internal_key}
     if "agent" in ports:
         changes["agent_port"] = ports["agent"]
     if "memory" in ports:
         changes["memory_port"] = ports["memory"]
         changes["store_address"] = store.address
         changes["store_authkey"] = store.authkey
-    if config.only is None and not config.memory_addr:
-        changes["internal_key"] = secrets.token_urlsafe(32)
+        changes["memory_handoff"] = _steering_path(store.directory)
     return dataclasses.replace(config, **changes)
+
+
+def _steering_path(directory: str) -> str:
+    return os.path.join(directory, "connections.sock")
+
+
+# -- the store owner: the memory service with its store in-process, steering connections --
+
+
+def start_owner_process(
+    config: Any,
+    port: int,
+    internal_key: str | None,
+    *,
+    stopping: Callable[[], bool],
+    ready_timeout: float = 3600,
+) -> Any:
+    """The memory store's owner: a process that opens and loads the store, serves it to the
+    workers (memory.remote) and serves the memory port itself with the store in-process. It alone
+    listens on that port, keeps a lone connection and hands others to the workers
+    (ventros_server.handoff). Returns a memory.remote.StoreProcess once it serves."""
+    import dataclasses
+
+    from .app import open_memory_store
+    from .memory.remote import start_store_process
+
+    owner = dataclasses.replace(
+        config, only="memory", memory_port=port, reuse_port=True, internal_key=internal_key
+    )
+    return start_store_process(
+        open_memory_store, owner, ready_timeout=ready_timeout, stopping=stopping, main=_owner_main
+    )
+
+
+def _owner_main(
+    opener: Callable[..., Any], args: tuple[Any, ...], address: str, authkey: bytes, ready: Any, level: int
+) -> None:
+    """The owner process (memory.remote's process entry point, see start_owner_process)."""
+    os.setpgrp()  # as a worker: the parent forwards one SIGTERM
+    _configure_logging(level)
+    _stop_with_parent()
+    run(_serve_owner(opener, args, address, authkey, ready), use_uvloop=False)
+
+
+async def _serve_owner(
+    opener: Callable[..., Any], args: tuple[Any, ...], address: str, authkey: bytes, ready: Any
+) -> None:
+    import dataclasses
+
+    from .app import run as run_app
+    from .memory import MemoryService
+    from .memory.remote import LoopStoreServer
+
+    store = await asyncio.to_thread(opener, *args)
+    config = dataclasses.replace(args[0], memory_steering=_steering_path(os.path.dirname(address)))
+    try:
+        store_server = LoopStoreServer(store, address, authkey).start()
+        try:
+            await run_app(
+                config,
+                services={"memory": lambda app: MemoryService(store)},
+                announce=log.debug,
+                ready=lambda app: ready.release(),
+            )
+            # Drained: the workers may still be finishing calls that need the store.
+            await _until_clients_leave(store_server, config.grace + 15)
+        finally:
+            store_server.close()
+    finally:
+        store.close()
+        log.info("memory store closed")
+
+
+async def _until_clients_leave(store_server: Any, timeout: float) -> None:
+    """Wait until no worker is connected to the store, a signal says stop, or ``timeout``."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    deadline = loop.time() + timeout
+    while store_server.clients and not stop.is_set() and loop.time() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.05)
 
 
 def _start_app_workers(
@@ -423,5 +533,5 @@ def _announce_workers(
         " and ".join(f"{n} service" for n in ports),
         len(processes),
         " ".join(str(p.pid) for p in processes),
-        f"; the memory store in process {store.pid}" if store is not None else "",
+        f"; the memory store and its gRPC server in process {store.pid}" if store is not None else "",
     )

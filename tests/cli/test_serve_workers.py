@@ -1,9 +1,12 @@
 """``ventros serve --workers 2`` as a real subprocess. Agent only: two agent processes share one
 port (SO_REUSEPORT), each a whole agent server (API keys included), and SIGTERM stops them all.
-Both services: the workers forward their store calls to one store process (memory.remote), so a
-memory stored through one worker is found through the other at once, store answers keep their
-status codes, SIGTERM drains the workers and then closes the store, and a dead store process
-stops the server."""
+Both services: one more process owns the store and serves the memory port itself; it alone
+listens there, keeps a lone connection (no hop to the store) and hands further connections to the
+workers, which forward their store calls to it (memory.remote, ventros_server.handoff). So a lone
+client is served by the owner, many connections reach every process, a memory stored through one
+process is found through the others at once, store answers keep their status codes, SIGTERM drains
+every process and then closes the store, and a dead process stops the server without leaving its
+clients' connections hanging."""
 
 from __future__ import annotations
 
@@ -14,7 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-from ventros import AgentClient, InvalidArgumentError, MemoryClient, NotFoundError, UnauthenticatedError
+from ventros import (
+    AgentClient,
+    InvalidArgumentError,
+    MemoryClient,
+    NotFoundError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from ventros.memory import SearchMode
 
 from .test_serve import Served, start_serve
@@ -157,32 +167,89 @@ def _port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-async def _clients_per_worker(address: str, pids: list[int]) -> dict[int, list[MemoryClient]]:
-    """Open connections one at a time until both workers hold some; group the clients by worker."""
+async def _clients_per_process(
+    address: str, pids: list[int], want: int, token: str | None = TOKEN
+) -> dict[int, list[MemoryClient]]:
+    """Open connections one at a time until ``want`` processes hold some; group the clients by
+    the process that holds their connection."""
     port, by_pid = _port(address), {}
     before = {pid: _established_to(pid, port) for pid in pids}
     for _ in range(CONNECTIONS):
-        client = MemoryClient(address, token=TOKEN)
+        client = MemoryClient(address, token=token)
         await client.search_memories(contact_id=DEMO_CONTACT, query="delivery", mode=SearchMode.KEYWORD_ONLY)
         now = {pid: _established_to(pid, port) for pid in pids}
         (pid,) = [p for p in pids if now[p] > before[p]]
         by_pid.setdefault(pid, []).append(client)
         before = now
-        if len(by_pid) == 2:
+        if len(by_pid) == want:
             break
     return by_pid
 
 
+def _owner_and_workers(served: Served, port: int) -> tuple[int, list[int]]:
+    """The store owner (the one process listening on the memory port) and the other children."""
+    children = _own_children(served.proc.pid)
+    (owner,) = [pid for pid in children if _listening_on(pid, port)]
+    return owner, [pid for pid in children if pid != owner]
+
+
 @pytest.mark.timeout(120)
-def test_a_memory_stored_through_one_worker_is_found_through_the_other(full):
+def test_a_lone_connection_is_served_by_the_store_owner(full):
+    address = full.addresses["memory"]
+    port = _port(address)
+    owner, others = _owner_and_workers(full, port)
+
+    async def one_client_at_a_time() -> list[dict[int, int]]:
+        seen = []
+        for _ in range(3):
+            async with MemoryClient(address, token=TOKEN) as client:
+                found = await client.search_memories(
+                    contact_id=DEMO_CONTACT, query="delivery", mode=SearchMode.KEYWORD_ONLY, timeout=10
+                )
+                assert found.memories
+                seen.append({pid: _established_to(pid, port) for pid in [owner, *others]})
+            await asyncio.sleep(0.3)  # the owner sees the close before the next connection
+        return seen
+
+    for per_process in asyncio.run(one_client_at_a_time()):
+        assert per_process == {owner: 1, **dict.fromkeys(others, 0)}, (owner, per_process)
+
+
+@pytest.mark.timeout(120)
+def test_many_memory_connections_reach_every_process(full):
+    address = full.addresses["memory"]
+    port = _port(address)
+    owner, others = _owner_and_workers(full, port)
+
+    async def many_at_once() -> dict[int, int]:
+        clients = [MemoryClient(address, token=TOKEN) for _ in range(CONNECTIONS)]
+        try:
+            await asyncio.gather(
+                *(c.search_memories(contact_id=DEMO_CONTACT, query="x", timeout=10) for c in clients)
+            )
+            return {pid: _established_to(pid, port) for pid in [owner, *others]}
+        finally:
+            for client in clients:
+                client.close()
+
+    per_process = asyncio.run(many_at_once())
+    assert all(per_process.values()), per_process
+    assert sum(per_process.values()) == CONNECTIONS
+    # The owner also runs every forwarded store call: it holds a smaller share.
+    assert per_process[owner] < min(per_process[pid] for pid in others), per_process
+
+
+@pytest.mark.timeout(120)
+def test_a_memory_stored_through_one_process_is_found_through_the_others(full):
     address = full.addresses["memory"]
 
     async def scenario() -> None:
-        by_pid = await _clients_per_worker(address, _children(full.proc.pid))
-        assert len(by_pid) == 2, "every connection landed on one worker"
-        (first, *_), (second, *_) = by_pid.values()
+        by_pid = await _clients_per_process(address, _children(full.proc.pid), want=3)
+        assert len(by_pid) == 3, f"the connections reached {len(by_pid)} of 3 processes"
+        first, second, third = (clients[0] for clients in by_pid.values())
+        pairs = ((first, second, "aardvark"), (second, third, "zeppelin"), (third, first, "quokka"))
         try:
-            for writer, reader, word in ((first, second, "aardvark"), (second, first, "zeppelin")):
+            for writer, reader, word in pairs:
                 stored = await writer.store_memory(
                     contact_id=DEMO_CONTACT,
                     content=f"Asked about the {word} gift box",
@@ -281,21 +348,40 @@ def _own_children(pid: int) -> list[int]:
     return [child for child in _children(pid) if "resource_tracker" not in _cmdline(child)]
 
 
-@pytest.mark.timeout(90)
-def test_a_dead_store_process_stops_the_server():
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("victim", ["store owner", "worker"])
+def test_a_dead_process_stops_the_server_and_no_connection_hangs(victim):
     served = _serve_memory_workers()
     try:
-        port = _port(served.addresses["memory"])
-        children = _own_children(served.proc.pid)
-        workers = [pid for pid in children if _listening_on(pid, port)]
-        others = [pid for pid in children if pid not in workers]
-        assert len(workers) == 2 and len(others) == 1, (workers, others)
-        os.kill(others[0], signal.SIGKILL)
-        code = served.proc.wait(30)
-        assert code != 0
-        assert not _alive(workers, wait=5)
+        address = served.addresses["memory"]
+        owner, workers = _owner_and_workers(served, _port(address))
+        assert len(workers) == 2, workers
+        killed = owner if victim == "store owner" else workers[0]
+
+        async def scenario() -> None:
+            by_pid = await _clients_per_process(address, [owner, *workers], want=3, token=None)
+            assert len(by_pid) == 3, by_pid
+            clients = [client for group in by_pid.values() for client in group]
+            try:
+                os.kill(killed, signal.SIGKILL)
+                code = await asyncio.to_thread(served.proc.wait, 30)
+                assert code != 0
+                # Every connection was closed: a call fails at once, none waits for its deadline.
+                for client in clients:
+                    with pytest.raises(UnavailableError):
+                        await asyncio.wait_for(_search(client, timeout=60), 10)
+            finally:
+                for client in clients:
+                    client.close()
+
+        asyncio.run(scenario())
+        assert not _alive([owner, *workers], wait=5)
     finally:
         served.stop(timeout=30)
+
+
+async def _search(client: MemoryClient, timeout: float) -> None:
+    await client.search_memories(contact_id=DEMO_CONTACT, query="x", timeout=timeout)
 
 
 def _cmdline(pid: int) -> str:
@@ -310,7 +396,7 @@ def test_a_killed_parent_takes_its_workers_and_store_with_it():
     served = _serve_memory_workers()
     try:
         children = _own_children(served.proc.pid)
-        assert len(children) == 3, children  # two workers and the store process
+        assert len(children) == 3, children  # two workers and the store owner
         served.proc.kill()  # SIGKILL: the parent cannot forward anything
         served.proc.wait(10)
         assert not _alive(children, wait=20)

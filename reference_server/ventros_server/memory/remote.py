@@ -5,17 +5,18 @@ in ONE process (the store owner) and lets the N worker processes do the gRPC wor
 codec, validation, API keys). Each worker's MemoryService talks to a ``RemoteStore``, which
 implements the MemoryStore protocol by forwarding every call to the owner:
 
-    worker: MemoryService -> RemoteStore.search(query)  --(Unix socket)-->  StoreServer
-            (asyncio.to_thread, as for DuckDBStore)      <--(result or exception)--  DuckDBStore
+    worker: MemoryService -> RemoteStore.aio.search(query)  --(Unix socket)-->  StoreServer
+            (awaited on the worker's event loop)         <--(result or exception)--  DuckDBStore
 
 * Transport: ``multiprocessing.connection`` over a Unix socket in a private directory (mode
   0700) with an HMAC challenge (``authkey``) on connect; a message is a length-prefixed pickle
   of ``(method, args, kwargs)``, answered by ``(True, result)`` or ``(False, exception)``
   (plain ``pickle``: ``Connection.send`` builds a ForkingPickler per message, which is slower).
   Pickles are only ever read from authenticated peers of that private socket.
-* Concurrency: each thread of a worker that calls the store has its own connection (one call
-  at a time on it); the owner answers all connections from one thread (StoreServer), and
-  hands calls that wait on a network embedder to a small pool.
+* Concurrency: each call in flight has its own connection (one call at a time on it); the
+  owner answers all connections from one thread (StoreServer), or from its event loop when it
+  also serves gRPC (LoopStoreServer, ``ventros serve --workers N``), and hands calls that wait
+  on a network embedder to a small pool.
 * Semantics: the owner's store is the only one, so a write acknowledged through one worker is
   seen at once through every other (read-your-writes). Exceptions travel back as themselves,
   so the service maps them to the same status codes as in one process.
@@ -272,11 +273,7 @@ class StoreServer:
     @staticmethod
     def _send(conn: Connection, reply: tuple[bool, Any]) -> bool:
         try:
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # an exception or result that does not pickle
-            data = pickle.dumps((False, RemoteStoreError(f"{reply[1]!r} (not sent back: {exc})")))
-        try:
-            conn.send_bytes(data)
+            conn.send_bytes(_dump_reply(reply))
         except (OSError, EOFError):
             return False
         return True
@@ -295,6 +292,97 @@ class StoreServer:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def _dump_reply(reply: tuple[bool, Any]) -> bytes:
+    try:
+        return pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an exception or result that does not pickle
+        return pickle.dumps((False, RemoteStoreError(f"{reply[1]!r} (not sent back: {exc})")))
+
+
+class LoopStoreServer(StoreServer):
+    """StoreServer answering on the running event loop instead of a thread of its own.
+
+    For a store owner that also serves gRPC on that loop (``ventros serve --workers N``): a
+    second thread would contend with the loop for the GIL, and a forwarded call could wait up to
+    the 5 ms switch interval while the loop serves its own connections. Here the loop answers
+    forwarded calls between its own, each in one piece (a search is ~0.25 ms). Connections are
+    still accepted and authenticated (the blocking HMAC handshake) in a thread, and calls that
+    wait on a network embedder still run in the pool."""
+
+    def __init__(self, store: Any, address: str, authkey: bytes, *, pool_size: int = 4) -> None:
+        super().__init__(store, address, authkey, pool_size=pool_size)
+        self._loop = asyncio.get_running_loop()
+        self._threads = self._threads[:1]  # the accepting thread only
+        self._channels: set[_StoreChannel] = set()
+
+    def _resume(self, conn: Connection) -> None:  # the accepting thread: a new connection
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self._loop.call_soon_threadsafe(self._adopt, conn)
+
+    def _adopt(self, conn: Connection) -> None:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        conn.close()
+        sock.setblocking(False)
+        if self._closed:
+            sock.close()
+            return
+        self._loop.create_task(self._loop.create_unix_connection(lambda: _StoreChannel(self), sock=sock))
+
+    def handle(self, channel: _StoreChannel, message: bytes) -> None:
+        try:
+            request = pickle.loads(message)
+        except Exception as exc:
+            channel.reply((False, RemoteStoreError(f"unreadable request: {exc!r}")))
+            return
+        if self._closed:
+            channel.reply((False, store_unavailable("the store process is stopping")))
+        elif self._network_bound(request):
+            pooled = self._loop.run_in_executor(self._pool, self._answer, request)
+            pooled.add_done_callback(lambda done: channel.reply(done.result()))
+        else:
+            channel.reply(self._answer(request))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop accepting and answering, let pooled calls finish, drop connections."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for channel in list(self._channels):
+            if channel.transport is not None:
+                channel.transport.close()
+
+    @property
+    def clients(self) -> int:
+        """Worker connections open now."""
+        return len(self._channels)
+
+
+class _StoreChannel(asyncio.Protocol):
+    """One worker connection of a LoopStoreServer (one call at a time, answered in order)."""
+
+    def __init__(self, server: LoopStoreServer) -> None:
+        self._server = server
+        self._buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._server._channels.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while (message := _take_frame(self._buffer)) is not None:
+            self._server.handle(self, message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._channels.discard(self)
+
+    def reply(self, reply: tuple[bool, Any]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_frame(_dump_reply(reply)))
 
 
 class StoreProcess:
@@ -331,17 +419,20 @@ def start_store_process(
     *args: Any,
     ready_timeout: float = 300.0,
     stopping: Callable[[], bool] = lambda: False,
+    main: Callable[..., None] | None = None,
 ) -> StoreProcess:
     """Start the owner: a process that runs ``opener(*args)`` (module-level, picklable) to open
     and load the store, serves it until SIGTERM and then closes it. Returns once it serves.
-    Raises RuntimeError when it exits first (its log says why) or takes over ``ready_timeout``."""
+    Raises RuntimeError when it exits first (its log says why) or takes over ``ready_timeout``.
+    ``main``: the process's entry point instead of the plain store server's (same arguments,
+    it must release ``ready`` once it serves; multiproc's owner also serves gRPC)."""
     directory = tempfile.mkdtemp(prefix="ventros-store-")  # mode 0700: this user only
     authkey = secrets.token_bytes(32)
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Semaphore(0)
     handle = StoreProcess(None, directory, authkey)
     process = ctx.Process(
-        target=_store_main,
+        target=main or _store_main,
         args=(opener, args, handle.address, authkey, ready, logging.getLogger().level),
         name="ventros-memory-store",
     )
@@ -550,6 +641,24 @@ def _frame(payload: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
+def _take_frame(buffer: bytearray) -> bytes | None:
+    """The first whole message in ``buffer``, if any (removed from it)."""
+    if len(buffer) < 4:
+        return None
+    (size,) = _HEADER.unpack_from(buffer)
+    start = 4
+    if size == -1:
+        if len(buffer) < 12:
+            return None
+        (size,) = _LONG_HEADER.unpack_from(buffer, 4)
+        start = 12
+    if len(buffer) < start + size:
+        return None
+    message = bytes(buffer[start : start + size])
+    del buffer[: start + size]
+    return message
+
+
 class _Channel(asyncio.Protocol):
     """One authenticated connection to the owner, on the event loop; one call at a time."""
 
@@ -565,27 +674,9 @@ class _Channel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        reply = self._take()
+        reply = _take_frame(self._buffer)
         if reply is not None and self._reply is not None and not self._reply.done():
             self._reply.set_result(reply)
-
-    def _take(self) -> bytes | None:
-        """The first whole message in the buffer, if any (removed from it)."""
-        buffer = self._buffer
-        if len(buffer) < 4:
-            return None
-        (size,) = _HEADER.unpack_from(buffer)
-        start = 4
-        if size == -1:
-            if len(buffer) < 12:
-                return None
-            (size,) = _LONG_HEADER.unpack_from(buffer, 4)
-            start = 12
-        if len(buffer) < start + size:
-            return None
-        reply = bytes(buffer[start : start + size])
-        del buffer[: start + size]
-        return reply
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
