@@ -23,22 +23,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import _peers
 
 # kind -> (stack, options). Our variants run build_server as `ventros serve` does (fast codec,
-# coalesced writes); "x2" is two processes on one port. With real handlers "ours x2" serves both
-# services as `ventros serve --workers 2` does: one more process owns the DuckDB store and the
-# workers forward their store calls to it (ventros_server.memory.remote); "grpcio x2" serves the
-# agent service only (two grpc.aio processes cannot share one DuckDB store either, and grpc.aio
-# has no such forwarding).
+# coalesced writes); "x2" is two worker processes. With real handlers "ours x2" serves both
+# services as `ventros serve --workers 2` serves the memory port: one more process owns the DuckDB
+# store, serves gRPC itself with the store in-process and alone listens, keeping a lone connection
+# and handing further ones to the two workers (ventros_server.handoff), which forward their store
+# calls to it (ventros_server.memory.remote). "ours x2 reuseport" is the topology before that: the
+# workers share the port with SO_REUSEPORT and every store call is forwarded to an owner that
+# serves no gRPC. "grpcio x2" serves the agent service only (two grpc.aio processes cannot share
+# one DuckDB store either, and grpc.aio has no such forwarding).
 KINDS: dict[str, dict[str, Any]] = {
     "ours": {"stack": "grpclib"},
     "ours+uvloop": {"stack": "grpclib", "uvloop": True},
-    "ours x2": {"stack": "grpclib", "workers": 2},
+    "ours x2": {"stack": "grpclib", "workers": 2, "steered": True},
+    "ours x2 reuseport": {"stack": "grpclib", "workers": 2},
     # grpc.aio: upb messages (its own stack), and our betterproto2 messages/codec (transport only).
     "grpcio": {"stack": "grpcio", "codec": "upb"},
     "grpcio+betterproto2": {"stack": "grpcio", "codec": "betterproto2"},
     "grpcio x2": {"stack": "grpcio", "codec": "upb", "workers": 2},
 }
 #: What ``python -m benchmarks.serving`` runs unless told otherwise.
-DEFAULT_KINDS = ["ours", "ours x2", "grpcio", "grpcio+betterproto2", "grpcio x2"]
+DEFAULT_KINDS = ["ours", "ours x2", "ours x2 reuseport", "grpcio", "grpcio+betterproto2", "grpcio x2"]
 #: Environment variable telling a grpc.aio child of "grpcio x2" that it is one of several workers.
 _WORKERS_ENV = "VENTROS_BENCH_WORKERS"
 
@@ -103,6 +107,8 @@ def main(argv: list[str]) -> None:
     elif spec["stack"] == "grpcio":
         siblings = int(os.environ.get(_WORKERS_ENV, "1"))
         asyncio.run(_grpcio(port, Path(stubs), spec["codec"], handlers, siblings, ready))
+    elif workers > 1 and spec.get("steered") and handlers == "real":
+        _our_steered_workers(workers, port, ready)
     elif workers > 1:
         _our_workers(workers, port, handlers, ready, spec.get("uvloop", False))
     else:
@@ -135,6 +141,74 @@ def _our_workers(workers: int, port: int, handlers: str, ready: Path, use_uvloop
     finally:
         if store is not None:
             store.stop()
+
+
+def _our_steered_workers(workers: int, port: int, ready: Path) -> None:
+    """The store owner serving gRPC too, steering connections (ventros_server.handoff): it
+    keeps a lone connection and hands others to ``workers`` forwarding workers."""
+    import multiprocessing
+    import secrets
+    import shutil
+    import tempfile
+    import types
+
+    from ventros_server import multiproc
+
+    directory = tempfile.mkdtemp(prefix="ventros-bench-")
+    authkey = secrets.token_bytes(32)
+    ctx = multiprocessing.get_context("spawn")
+    owner_ready = ctx.Semaphore(0)
+    owner = ctx.Process(target=_steered_owner_main, args=(port, directory, authkey, owner_ready))
+    owner.start()
+    try:
+        if not owner_ready.acquire(timeout=60):
+            raise RuntimeError("the owner did not start")
+        store = types.SimpleNamespace(address=os.path.join(directory, "store.sock"), authkey=authkey)
+        group = multiproc.start_workers(
+            services_factory("real", workers, store), "127.0.0.1", port, workers,
+            handoff=os.path.join(directory, "conns.sock"),
+        )  # fmt: skip
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _announce(ready, [*group.pids, owner.pid])
+        signal.sigwait([signal.SIGTERM])
+        group.stop()
+    finally:
+        owner.terminate()
+        owner.join(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _steered_owner_main(port: int, directory: str, authkey: bytes, ready: Any) -> None:
+    from ventros_server import multiproc
+
+    multiproc.run(_steered_owner(port, directory, authkey, ready), use_uvloop=False)
+
+
+async def _steered_owner(port: int, directory: str, authkey: bytes, ready: Any) -> None:
+    """The store owner of "ours x2": the store in-process, served to the workers on the loop
+    (LoopStoreServer) and over gRPC, steering connections as `ventros serve --workers N` does."""
+    from ventros_server.handoff import Steering
+    from ventros_server.memory import MemoryService
+    from ventros_server.memory.remote import LoopStoreServer
+    from ventros_server.server import build_server, listen_socket, tune_gc
+
+    store = _peers.real_memory_store()
+    server, statuses = build_server([_peers.real_agent_service(), MemoryService(store)])
+    store_server = LoopStoreServer(store, os.path.join(directory, "store.sock"), authkey).start()
+    listener = listen_socket("127.0.0.1", port, reuse_port=True)
+    conns = os.path.join(directory, "conns.sock")
+    server.serve_from(Steering(listener, conns, server._protocol_factory))
+    tune_gc()
+    for status in statuses.values():
+        status.set(True)
+    ready.release()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+    store_server.close()
+    store.close()
 
 
 def _grpcio_workers(workers: int, port: int, stubs: str, handlers: str, ready: Path) -> None:
