@@ -92,7 +92,7 @@ async def _grpcio(port: int, stubs: Path, codec: str, handlers: str, workers: in
 
 
 def _announce(ready: Path, pids: list[int]) -> None:
-    tmp = ready.with_suffix(".tmp")
+    tmp = ready.with_name(ready.name + ".tmp")  # not with_suffix: "ready-5.0" and "ready-5.1" share it
     tmp.write_text(" ".join(map(str, pids)))
     tmp.rename(ready)
 
