@@ -8,9 +8,11 @@
     {"kind":"edge","from_id","to_id","relationship","weight","created_at"}
     {"kind":"purchase","id","contact_id","product_id","amount":float,"currency","purchased_at"}
 
-Records are buffered per kind and written in batches (one transaction per batch), memories
-embedded a batch at a time. A bad line is skipped and reported with its line number and the
-reason; the rest of the file is imported. Records with an id the store already has are skipped,
+Records are buffered per kind and written in batches, memories embedded a batch at a time.
+The DuckDB store commits a bulk load in groups of about a million memories
+(``DuckDBStore.bulk_load``): an import stopped by an error keeps only the groups committed
+before it, so a file of up to that many memories goes in whole or not at all. A bad line is
+skipped and reported with its line number and the reason; the rest of the file is imported. Records with an id the store already has are skipped,
 so importing the same file twice does not duplicate anything.
 """
 
