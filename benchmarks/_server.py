@@ -2,7 +2,8 @@
 
 KIND is one of the keys of ``KINDS``; HANDLERS is "real" or "same-shape" (benchmarks._peers).
 The process writes "PID PID..." (the processes that do the serving, for CPU accounting) to
-READY_FILE once it listens, and serves until SIGTERM.
+READY_FILE once it listens, followed by ";MEMORY_PORT" when the memory service has a port of its
+own ("ours x2"), and serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ async def _grpcio(port: int, stubs: Path, codec: str, handlers: str, workers: in
     await server.stop(0)
 
 
-def _announce(ready: Path, pids: list[int]) -> None:
+def _announce(ready: Path, pids: list[int], memory_port: int | None = None) -> None:
     tmp = ready.with_name(ready.name + ".tmp")  # not with_suffix: "ready-5.0" and "ready-5.1" share it
-    tmp.write_text(" ".join(map(str, pids)))
+    tmp.write_text(" ".join(map(str, pids)) + (f";{memory_port}" if memory_port else ""))
     tmp.rename(ready)
 
 
@@ -144,8 +145,10 @@ def _our_workers(workers: int, port: int, handlers: str, ready: Path, use_uvloop
 
 
 def _our_steered_workers(workers: int, port: int, ready: Path) -> None:
-    """The store owner serving gRPC too, steering connections (ventros_server.handoff): it
-    keeps a lone connection and hands others to ``workers`` forwarding workers."""
+    """`ventros serve --workers N` with both services: ``workers`` processes share the agent port
+    (SO_REUSEPORT) and serve the memory connections the store owner hands them; the owner keeps
+    the store in-process, serves the memory port itself and alone listens there
+    (ventros_server.handoff), and answers the workers' store calls (memory.remote)."""
     import multiprocessing
     import secrets
     import shutil
@@ -158,7 +161,8 @@ def _our_steered_workers(workers: int, port: int, ready: Path) -> None:
     authkey = secrets.token_bytes(32)
     ctx = multiprocessing.get_context("spawn")
     owner_ready = ctx.Semaphore(0)
-    owner = ctx.Process(target=_steered_owner_main, args=(port, directory, authkey, owner_ready))
+    memory_port = ctx.Value("i", 0)
+    owner = ctx.Process(target=_steered_owner_main, args=(directory, authkey, owner_ready, memory_port))
     owner.start()
     try:
         if not owner_ready.acquire(timeout=60):
@@ -169,7 +173,7 @@ def _our_steered_workers(workers: int, port: int, ready: Path) -> None:
             handoff=os.path.join(directory, "conns.sock"),
         )  # fmt: skip
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        _announce(ready, [*group.pids, owner.pid])
+        _announce(ready, [*group.pids, owner.pid], memory_port.value)
         signal.sigwait([signal.SIGTERM])
         group.stop()
     finally:
@@ -178,26 +182,26 @@ def _our_steered_workers(workers: int, port: int, ready: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _steered_owner_main(port: int, directory: str, authkey: bytes, ready: Any) -> None:
+def _steered_owner_main(directory: str, authkey: bytes, ready: Any, memory_port: Any) -> None:
     from ventros_server import multiproc
 
-    multiproc.run(_steered_owner(port, directory, authkey, ready), use_uvloop=False)
+    multiproc.run(_steered_owner(directory, authkey, ready, memory_port), use_uvloop=False)
 
 
-async def _steered_owner(port: int, directory: str, authkey: bytes, ready: Any) -> None:
+async def _steered_owner(directory: str, authkey: bytes, ready: Any, memory_port: Any) -> None:
     """The store owner of "ours x2": the store in-process, served to the workers on the loop
-    (LoopStoreServer) and over gRPC, steering connections as `ventros serve --workers N` does."""
+    (LoopStoreServer) and over gRPC on the memory port, steering its connections."""
     from ventros_server.handoff import Steering
     from ventros_server.memory import MemoryService
     from ventros_server.memory.remote import LoopStoreServer
     from ventros_server.server import build_server, listen_socket, tune_gc
 
     store = _peers.real_memory_store()
-    server, statuses = build_server([_peers.real_agent_service(), MemoryService(store)])
+    server, statuses = build_server([MemoryService(store)])
     store_server = LoopStoreServer(store, os.path.join(directory, "store.sock"), authkey).start()
-    listener = listen_socket("127.0.0.1", port, reuse_port=True)
-    conns = os.path.join(directory, "conns.sock")
-    server.serve_from(Steering(listener, conns, server._protocol_factory))
+    listener = listen_socket("127.0.0.1", 0)
+    memory_port.value = listener.getsockname()[1]
+    server.serve_from(Steering(listener, os.path.join(directory, "conns.sock"), server._protocol_factory))
     tune_gc()
     for status in statuses.values():
         status.set(True)

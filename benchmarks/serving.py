@@ -109,6 +109,14 @@ class Running:
     port: int
     process: subprocess.Popen[bytes]
     pids: list[int]
+    #: The memory service's own port, when the variant serves it apart ("ours x2", as
+    #: `ventros serve --workers 2` does); else ``port`` serves both services.
+    memory_port: int | None = None
+
+    def port_for(self, path: str) -> int:
+        if self.memory_port is not None and path.startswith("/ventros.memory."):
+            return self.memory_port
+        return self.port
 
     def cpu_seconds(self) -> float:
         total = 0.0
@@ -153,7 +161,10 @@ def start_servers(kinds: list[str], stubs: Path, workdir: Path, handlers: str) -
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"server {kind!r} did not start")
                 time.sleep(0.05)
-            running[kind] = Running(kind, port, proc, [int(p) for p in ready.read_text().split()])
+            pids, _, memory_port = ready.read_text().partition(";")
+            running[kind] = Running(
+                kind, port, proc, [int(p) for p in pids.split()], int(memory_port) if memory_port else None
+            )
     except BaseException:
         stop_servers(running)
         raise
@@ -175,13 +186,13 @@ def stop_servers(running: dict[str, Running]) -> None:
 # -- correctness check through a real client -----------------------------------------------
 
 
-async def _check_one(address: str, handlers: str, rpcs: list[str]) -> dict[str, Any]:
+async def _check_one(address: str, handlers: str, rpcs: list[str], memory_address: str) -> dict[str, Any]:
     from ventros import AgentClient, MemoryClient
     from ventros.memory import SearchMode
 
     answers: dict[str, Any] = {}
     contact_id, query = search_target(handlers)
-    async with AgentClient(address) as agents, MemoryClient(address) as memory:
+    async with AgentClient(address) as agents, MemoryClient(memory_address) as memory:
         if "ListAvailableAgents" in rpcs:
             answers["ListAvailableAgents"] = await agents.list_agents(timeout=10)
         if "SearchMemories" in rpcs:
@@ -208,7 +219,12 @@ def check_servers(running: dict[str, Running], handlers: str, rpcs: list[str]) -
     """Every variant answers every RPC it serves, and all answer alike."""
     results = {
         kind: asyncio.run(
-            _check_one(f"127.0.0.1:{r.port}", handlers, [x for x in rpcs if serves(kind, x, handlers)])
+            _check_one(
+                f"127.0.0.1:{r.port}",
+                handlers,
+                [x for x in rpcs if serves(kind, x, handlers)],
+                f"127.0.0.1:{r.port_for(UNARY['SearchMemories'])}",
+            )
         )
         for kind, r in running.items()
     }
@@ -321,7 +337,7 @@ def measure(
 ) -> Sample:
     cpu_before = r.cpu_seconds()
     wall_before = time.monotonic()
-    rps, latencies, client_cpu = run_h2load(h2load, r.port, path, body, concurrency, duration, log)
+    rps, latencies, client_cpu = run_h2load(h2load, r.port_for(path), path, body, concurrency, duration, log)
     wall = time.monotonic() - wall_before
     server_cpu = r.cpu_seconds() - cpu_before
     # The server also served the warm-up: charge CPU per request over the whole run.

@@ -105,17 +105,17 @@ async def serve_one(
 ) -> None:
     """One worker: build the services and a server, listen with SO_REUSEPORT, serve until
     SIGTERM/SIGINT (or ``stop``), then close gracefully. ``coalesce``: build_server's
-    ``coalesce_writes``. ``handoff``: serve the connections a steering process passes over
-    this Unix socket (ventros_server.handoff) instead of listening."""
+    ``coalesce_writes``. ``handoff``: also serve the connections a steering process passes
+    over this Unix socket (ventros_server.handoff; the benchmark's memory port)."""
     from .server import build_server, tune_gc
 
     server, statuses = build_server(make_services(), coalesce_writes=coalesce)
-    if handoff is not None:
+    await server.start(sock=reuse_port_socket(host, port))
+    handed = None
+    if handoff is not None:  # a second source of connections, for the same services
         from .handoff import HandedOff
 
-        server.serve_from(HandedOff(handoff, server._protocol_factory))
-    else:
-        await server.start(sock=reuse_port_socket(host, port))
+        handed = HandedOff(handoff, server._protocol_factory)
     tune_gc()
     for status in statuses.values():
         status.set(True)
@@ -131,6 +131,8 @@ async def serve_one(
     finally:
         for status in statuses.values():
             status.set(False)
+        if handed is not None:
+            handed.close()
         server.close()
         await server.wait_closed()
 
