@@ -21,7 +21,8 @@ Constraints that follow:
   ``serve_app_workers`` does (``ventros_server.memory.remote``): workers do HTTP/2, the codec,
   validation and API keys, the owner runs the store calls (~20 us per IPC round trip; a
   KEYWORD_ONLY search costs ~0.25 ms in-process and ~0.5 ms forwarded, pickling included), so
-  read-your-writes holds across workers and status codes are those of one process.
+  read-your-writes holds across workers and status codes are those of one process. The owner
+  also serves gRPC itself with the store in-process, so a lone client pays no hop (below).
   ``start_workers`` (tests, benchmarks) leaves the choice to ``make_services``.
 * Health is per process: a health check reaches whichever worker the kernel picked.
 
