@@ -8,8 +8,11 @@ listens (``Steering``): it accepts each connection and either serves it itself o
 descriptor to a worker over a Unix socket (SCM_RIGHTS); the worker (``HandedOff``) serves it with
 the same protocol factory its listening socket would have used. The owner keeps a connection
 while its weighted count is the lowest (``owner_weight`` connections of a worker weigh as much as
-one of the owner's, which also runs every forwarded store call); ties go to the owner, so the
-first connection, and a lone client, is served without a hop.
+one of the owner's, which also runs every forwarded store call; 2 and 3 could not be told apart
+on 2 cores, docs/benchmarks.md); ties go to the owner, so the first connection, and a lone
+client, is served without a hop. The price: every new connection waits for the owner's event
+loop to accept it, i.e. for at most the one call or store call it is running (short ones run on
+the loop, long ones in threads: memory.service's _Placement).
 
 Both objects stand in for grpclib's ``asyncio.Server`` (``server._server``): ``close()`` stops
 taking connections, which is what app.py's drain calls first.
