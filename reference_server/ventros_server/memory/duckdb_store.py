@@ -887,7 +887,7 @@ class DuckDBStore:
             vectors, terms = both([query])
             return vectors[0], np.unique(terms.hash)
         vector = self.embedder.embed([query])[0] if wants_vector else None
-        terms = np.unique(text.term_hashes([query]).hash) if weights.keyword > 0 else np.empty(0, np.int64)
+        terms = text.query_terms(query) if weights.keyword > 0 else np.empty(0, np.int64)
         return vector, terms
 
     def _keyword_scores(self, terms: np.ndarray, view: ContactView) -> ranking.Scores:
@@ -899,17 +899,23 @@ class DuckDBStore:
         """
         if len(terms) == 0 or len(view.postings) == 0:
             return ranking.NO_SCORES
-        hits = view.postings[np.isin(view.postings["term"], terms)]
+        # terms are sorted and unique (np.unique): a sorted lookup finds each posting's term,
+        # ~4x cheaper than np.isin on a contact's few dozen postings.
+        posting_terms = view.postings["term"]
+        term_at = np.minimum(np.searchsorted(terms, posting_terms), len(terms) - 1)
+        matched = terms[term_at] == posting_terms
+        hits, term_at = view.postings[matched], term_at[matched]
         if len(hits) == 0:
             return ranking.NO_SCORES
-        idf = np.array([self.corpus.idf(int(t)) for t in terms])
+        term_list = terms.tolist()
+        idf = np.array([self.corpus.idf(t) for t in term_list])
         k1, b = ranking.BM25_K1, ranking.BM25_B
         tf = hits["tf"].astype(np.float64)
         length = view.memories["doc_len"][hits["pos"]] / self.corpus.average_length
-        weight = idf[np.searchsorted(terms, hits["term"])] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length))
+        weight = idf[term_at] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length))
         positions = np.unique(hits["pos"])
         totals = np.bincount(hits["pos"], weights=weight, minlength=len(view.memories))[positions]
-        known = np.array([bool(self.corpus.df.get(int(t))) for t in terms])
+        known = np.array([bool(self.corpus.df.get(t)) for t in term_list])
         ceiling = float(idf[known].sum()) * (k1 + 1)
         return ranking.normalise_keyword(view.memories["seq"][positions], totals, ceiling)
 
@@ -970,11 +976,16 @@ class DuckDBStore:
 
     def _links_of(self, contact_id: str, seqs: list[int]) -> dict[int, list[RelatedRef]]:
         view = self.contacts.view(contact_id)
-        positions = np.searchsorted(view.memories["seq"], np.array(seqs, dtype=np.int64))
-        links = view.links[np.isin(view.links["pos"], positions)]
+        memory_seqs = view.memories["seq"]
+        positions = np.searchsorted(memory_seqs, np.array(seqs, dtype=np.int64))
+        # A mask over the contact's memories (np.isin sorted both sides on every search).
+        wanted = np.zeros(len(memory_seqs) + 1, bool)
+        wanted[positions] = True
+        links = view.links[wanted[view.links["pos"]]]
         out: dict[int, list[RelatedRef]] = {}
-        for pos, ref in zip(links["pos"].tolist(), self.contacts.refs(links), strict=True):
-            out.setdefault(int(view.memories["seq"][pos]), []).append(ref)
+        link_seqs = memory_seqs[links["pos"]].tolist()
+        for seq, ref in zip(link_seqs, self.contacts.refs(links), strict=True):
+            out.setdefault(seq, []).append(ref)
         return out
 
     # -- contact context ------------------------------------------------------------------------

@@ -56,6 +56,12 @@ class _Strings:
         start = int(ends[i - 1]) if i else 0
         return self._bytes.rows[start : int(ends[i])].tobytes().decode()
 
+    def many(self, positions: np.ndarray) -> list[str]:
+        """``[self[i] for i in positions]``, decoded from one memoryview (no array view per string)."""
+        ends = self._ends.rows
+        data = self._bytes.rows.data
+        return [str(data[int(ends[i - 1]) if i else 0 : int(ends[i])], "utf-8") for i in positions.tolist()]
+
     def nbytes(self) -> int:
         return self._bytes.rows.nbytes + self._ends.rows.nbytes
 
@@ -125,24 +131,28 @@ class MemoryRows:
         rows: list[Row] = []
         if len(held) == 0:
             return rows
+        positions = positions[held[positions] == wanted]
         contacts, types = self._contacts.names, self._types.names
-        contact_codes, type_codes, created = (
-            self._contact_codes.rows,
-            self._type_codes.rows,
-            self._created.rows,
-        )
-        for seq, pos in zip(wanted.tolist(), positions.tolist(), strict=True):
-            if held[pos] != seq:
-                continue
+        # Every column gathered for all rows at once: numpy scalars one by one cost more.
+        for seq, mid, contact, content, kind, metadata, created in zip(
+            held[positions].tolist(),
+            self._ids.many(positions),
+            self._contact_codes.rows[positions].tolist(),
+            self._contents.many(positions),
+            self._type_codes.rows[positions].tolist(),
+            self._metadata.many(positions),
+            self._created.rows[positions].tolist(),
+            strict=True,
+        ):
             rows.append(
                 (
                     seq,
-                    self._ids[pos],
-                    contacts[contact_codes[pos]],
-                    self._contents[pos],
-                    types[type_codes[pos]],
-                    self._metadata[pos] or None,
-                    _EPOCH + timedelta(microseconds=int(created[pos])),
+                    mid,
+                    contacts[contact],
+                    content,
+                    types[kind],
+                    metadata or None,
+                    _EPOCH + timedelta(microseconds=created),
                 )
             )
         return rows

@@ -79,20 +79,24 @@ def fuse(weights: FusionWeights, vector: Scores, keyword: Scores, graph: Scores,
     ]
     if not sources:
         return Fused(0, [])
-    every = np.unique(np.concatenate([seqs for _, _, seqs, _ in sources]))
+    # One source's seqs are already ascending and unique (np.unique would only copy them).
+    every = sources[0][2] if len(sources) == 1 else np.unique(np.concatenate([s[2] for s in sources]))
     total = np.zeros(len(every))
     for _, weight, seqs, scores in sources:  # in this order, as a sum over the sources would
         total[np.searchsorted(every, seqs)] += weight * scores
     fused = np.clip(total / (weights.vector + weights.keyword + weights.graph), 0.0, 1.0)
     best = _best(every, fused, limit)
-    top = []
-    for seq, score in zip(every[best].tolist(), fused[best].tolist(), strict=True):
-        parts = {}
-        for name, _, seqs, scores in sources:
-            at = int(np.searchsorted(seqs, seq))
-            if at < len(seqs) and seqs[at] == seq:
-                parts[name] = float(scores[at])
-        top.append((seq, score, parts))
+    top_seqs = every[best]
+    top: list[tuple[int, float, dict[str, float]]] = [
+        (seq, score, {}) for seq, score in zip(top_seqs.tolist(), fused[best].tolist(), strict=True)
+    ]
+    for name, _, seqs, scores in sources:  # each source's score of each top memory it matched
+        at = np.minimum(np.searchsorted(seqs, top_seqs), len(seqs) - 1)
+        for (_, _, parts), found, score in zip(
+            top, (seqs[at] == top_seqs).tolist(), scores[at].tolist(), strict=True
+        ):
+            if found:
+                parts[name] = score
     return Fused(len(every), top)
 
 
