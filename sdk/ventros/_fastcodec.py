@@ -30,6 +30,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import betterproto2
@@ -63,11 +64,14 @@ from betterproto2 import (
     _serialize_single,
 )
 
+from ._generated.google.protobuf import Timestamp
+
 M = TypeVar("M", bound=betterproto2.Message)
 
 __all__ = ["decode", "encode"]
 
 _LITTLE = sys.byteorder == "little"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_BYTE = [bytes((i,)) for i in range(128)]
 _FIXED_FMT = {
     TYPE_DOUBLE: "<d",
@@ -162,7 +166,10 @@ def _single_encoder(number: int, proto_type: str, unwrap: Callable[[], type] | N
 
         def enc_wrapped(value: Any) -> bytes:
             wrapper: Any = unwrap()
-            data = encode(wrapper.from_wrapped(value))
+            if wrapper is Timestamp and type(value) is datetime and value.tzinfo is not None:
+                data = _timestamp(value)
+            else:
+                data = encode(wrapper.from_wrapped(value))
             return key + _varint(len(data)) + data
 
         return enc_wrapped
@@ -172,6 +179,15 @@ def _single_encoder(number: int, proto_type: str, unwrap: Callable[[], type] | N
         pack = struct.Struct(_FIXED_FMT[proto_type]).pack
         return lambda value: key + pack(value)
     return lambda value: _serialize_single(number, proto_type, value, unwrap=unwrap)
+
+
+def _timestamp(value: datetime) -> bytes:
+    """encode(Timestamp.from_datetime(value)) without the Timestamp message (the same
+    arithmetic; every memory in a response carries one)."""
+    offset = value.astimezone(UTC) - _EPOCH
+    seconds, micros = divmod((offset.days * 86_400 + offset.seconds) * 10**6 + offset.microseconds, 10**6)
+    nanos = micros * 1000
+    return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
 
 
 def _packed_floats(values: Any, typecode: str, fallback: Callable[[Any], bytes]) -> bytes:
