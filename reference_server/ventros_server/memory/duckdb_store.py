@@ -98,7 +98,7 @@ def _without_pandas_probe() -> Iterator[None]:
 BULK_CHUNK = 20_000
 #: Memories per transaction in a bulk load (`DuckDBStore.bulk_load`): many of DuckDB's row
 #: groups (122,880 rows), so that the COMMIT writes the new rows straight into the file, and
-#: bounded, since DuckDB holds an open group's new blocks in memory until then (+1.5 GB at 1M).
+#: bounded, since DuckDB holds an open group's new blocks in memory until then (+1.5 GiB at 1M).
 BULK_GROUP_ROWS = 1 << 20
 CONTEXT_GRAPH_DEPTH = 2
 CONTEXT_GRAPH_MAX_NODES = 200
