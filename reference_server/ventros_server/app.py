@@ -112,6 +112,9 @@ class ServeConfig:
     #: owner: where workers ask for connections; ``memory_handoff`` in a worker: where it does.
     memory_steering: str | None = None
     memory_handoff: str | None = None
+    #: Worker processes: the owner's Unix socket for this server's own agents; the owner listens
+    #: there (served in-process, not counted by the steering), the workers' agents connect there.
+    memory_internal: str | None = None
 
     @property
     def services(self) -> tuple[ServiceName, ...]:
@@ -330,6 +333,8 @@ class VentrosApp:
         running = self._running.get("memory")
         if running is None:
             return _settings.memory_address()
+        if self.config.memory_internal and self.config.memory_handoff:
+            return f"unix:{self.config.memory_internal}"  # a worker: straight to the store's owner
         host = "127.0.0.1" if running.host in _WILDCARD_HOSTS else running.host
         return _join(host, running.port)
 
@@ -391,7 +396,10 @@ class VentrosApp:
             if sock is None:
                 server.serve_from(HandedOff(str(handoff), factory, ssl=ssl_context))
             else:
-                server.serve_from(Steering(sock, str(steering), factory, ssl=ssl_context))
+                steered = Steering(
+                    sock, str(steering), factory, ssl=ssl_context, internal_path=self.config.memory_internal
+                )
+                server.serve_from(steered)
         else:
             await server.start(sock=sock, ssl=ssl_context)
 
@@ -536,9 +544,12 @@ def _agent_service(app: VentrosApp) -> Any:
     llm = agents.make_llm(config.llm, **config.llm_options)
     memory_client = None
     own_memory = "memory" in app._running and not config.memory_addr
+    over_unix = _settings.unix_path(app.memory_address()) is not None
     tls: Any = False
     token: str | None = None
-    if own_memory and (app.internal_key or config.tls_cert):
+    if own_memory and over_unix:  # the store owner's private socket: the key, no TLS
+        token = app.internal_key
+    elif own_memory and (app.internal_key or config.tls_cert):
         # Our own memory port wants a key/TLS too: give the agents a client that has them.
         from ventros import TLSConfig
 

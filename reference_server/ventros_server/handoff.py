@@ -17,6 +17,11 @@ the loop, long ones in threads: memory.service's _Placement).
 Both objects stand in for grpclib's ``asyncio.Server`` (``server._server``): ``close()`` stops
 taking connections, which is what app.py's drain calls first.
 
+The server's own agents (each worker's agent service calls the memory service) connect to the
+owner over a Unix socket of their own (``internal_path``, same user only) instead of the memory
+port: they are served by the owner, with the store in-process, and are not counted, so that idle
+agent connections do not push a lone outside client off the owner onto a worker.
+
 A worker tells the owner, one byte per connection, when a connection it was given closes, so
 the counts stay right; a worker that is gone (EOF on its channel) gets no more connections, and a
 connection whose hand-off fails is served by the owner rather than dropped. Channels are accepted
@@ -109,6 +114,7 @@ class Steering:
         *,
         ssl: Any = None,
         owner_weight: int = 2,
+        internal_path: str | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._listener = listener
@@ -118,29 +124,24 @@ class Steering:
         self.owner_connections = 0
         self._workers: list[socket.socket] = []
         self._counts: list[int] = []
-        self._channels = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._channels.bind(channel_path)
-        self._channels.listen(64)
-        self._channels.setblocking(False)
+        self._channels = _unix_listener(channel_path)
+        #: The server's own agents' connections: always served here, never counted.
+        self._internal = _unix_listener(internal_path) if internal_path else None
+        self.internal_connections = 0
         self._listener.setblocking(False)
         self._closed = False
         self._loop.add_reader(self._channels.fileno(), self._accept_channel)
         self._loop.add_reader(self._listener.fileno(), self._accept)
+        if self._internal is not None:
+            self._loop.add_reader(self._internal.fileno(), self._accept_internal)
 
     @property
     def worker_connections(self) -> list[int]:
         return list(self._counts)
 
     def _accept_channel(self) -> None:
-        try:
-            channel, _ = self._channels.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        creds = channel.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _, uid, _ = struct.unpack("3i", creds)
-        if uid != os.getuid():
-            log.warning("hand-off channel from uid %d refused", uid)
-            channel.close()
+        channel = _accept_same_user(self._channels, "hand-off channel")
+        if channel is None:
             return
         channel.setblocking(False)
         self._workers.append(channel)
@@ -203,6 +204,16 @@ class Steering:
     def _owner_closed(self) -> None:
         self.owner_connections -= 1
 
+    def _accept_internal(self) -> None:
+        assert self._internal is not None
+        conn = _accept_same_user(self._internal, "internal memory connection")
+        if conn is not None:  # plain: a same-user Unix socket in a 0700 directory, no TLS
+            self.internal_connections += 1
+            _serve(self._loop, self._factory, conn, None, self._internal_closed)
+
+    def _internal_closed(self) -> None:
+        self.internal_connections -= 1
+
     # asyncio.Server's part that grpclib and app.py use.
 
     def close(self) -> None:
@@ -214,11 +225,40 @@ class Steering:
         self._loop.remove_reader(self._channels.fileno())
         self._listener.close()
         self._channels.close()
+        if self._internal is not None:
+            self._loop.remove_reader(self._internal.fileno())
+            self._internal.close()
         for channel in list(self._workers):
             self._drop(channel)
 
     async def wait_closed(self) -> None:
         return None
+
+
+def _unix_listener(path: str) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    listener.setblocking(False)
+    return listener
+
+
+def _accept_same_user(listener: socket.socket, what: str) -> socket.socket | None:
+    """The next connection on a Unix ``listener`` if its peer runs as this user (SO_PEERCRED)."""
+    try:
+        conn, _ = listener.accept()
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:  # e.g. EMFILE: it stays in the backlog for the next wake-up
+        log.warning("accept failed: %s", exc)
+        return None
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", creds)
+    if uid != os.getuid():
+        log.warning("%s from uid %d refused", what, uid)
+        conn.close()
+        return None
+    return conn
 
 
 class HandedOff:

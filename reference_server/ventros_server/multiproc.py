@@ -408,11 +408,16 @@ def _worker_config(config: Any, ports: dict[str, int], store: Any, internal_key:
         changes["store_address"] = store.address
         changes["store_authkey"] = store.authkey
         changes["memory_handoff"] = _steering_path(store.directory)
+        changes["memory_internal"] = _internal_path(store.directory)
     return dataclasses.replace(config, **changes)
 
 
 def _steering_path(directory: str) -> str:
     return os.path.join(directory, "connections.sock")
+
+
+def _internal_path(directory: str) -> str:
+    return os.path.join(directory, "agents.sock")
 
 
 # -- the store owner: the memory service with its store in-process, steering connections --
@@ -463,7 +468,10 @@ async def _serve_owner(
     from .memory.remote import LoopStoreServer
 
     store = await asyncio.to_thread(opener, *args)
-    config = dataclasses.replace(args[0], memory_steering=_steering_path(os.path.dirname(address)))
+    directory = os.path.dirname(address)
+    config = dataclasses.replace(
+        args[0], memory_steering=_steering_path(directory), memory_internal=_internal_path(directory)
+    )
     try:
         store_server = LoopStoreServer(store, address, authkey).start()
         try:

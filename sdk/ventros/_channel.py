@@ -22,7 +22,7 @@ from ._exceptions import (
     UnavailableError,
     error_from_grpc,
 )
-from ._settings import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, split_address
+from ._settings import KEEPALIVE_TIME, KEEPALIVE_TIMEOUT, split_address, unix_path
 from ._transport import CoalescingProtocol
 
 T = TypeVar("T")
@@ -57,9 +57,11 @@ class ChannelOptions:
 
 
 def open_channel(address: str, options: ChannelOptions) -> Channel:
-    """A lazily-connecting channel; the first call opens the HTTP/2 connection, later calls reuse it."""
+    """A lazily-connecting channel; the first call opens the HTTP/2 connection, later calls reuse it.
+    ``address``: HOST:PORT, or unix:PATH for a Unix socket."""
     _wire.install()
-    host, port = split_address(address)
+    path = unix_path(address)
+    host, port = (None, None) if path is not None else split_address(address)
     tls = options.tls
     ssl_arg: ssl.SSLContext | bool | None
     ssl_arg = tls.context() if isinstance(tls, TLSConfig) else tls or None
@@ -73,6 +75,7 @@ def open_channel(address: str, options: ChannelOptions) -> Channel:
     return _CoalescingChannel(
         host,
         port,
+        path=path,
         ssl=ssl_arg,
         config=config,
         codec=_wire.VentrosCodec(options.max_message_bytes),

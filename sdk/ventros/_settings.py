@@ -46,5 +46,28 @@ def split_address(address: str) -> tuple[str, int]:
     """ "host:port" (or "[v6]:port") into its parts, with a clear error for anything else."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(f"invalid address {address!r}: expected HOST:PORT, e.g. localhost:50052")
+        raise ConfigurationError(
+            f"invalid address {address!r}: expected HOST:PORT (e.g. localhost:50052) or unix:PATH"
+        )
     return host.strip("[]"), int(port)
+
+
+def unix_path(address: str) -> str | None:
+    """The socket path of a Unix-socket address, in gRPC's naming: "unix:PATH" (relative or
+    absolute) or "unix:///ABSOLUTE/PATH"; None for any other address."""
+    if not address.startswith("unix:"):
+        return None
+    path = address[len("unix:") :]
+    if path.startswith("///"):
+        path = path[2:]
+    if not path or path.startswith("//"):
+        raise ConfigurationError(
+            f"invalid address {address!r}: expected unix:PATH or unix:///ABSOLUTE/PATH, e.g. unix:/run/ventros/memory.sock"
+        )
+    return path
+
+
+def check_address(address: str) -> None:
+    """Raise ConfigurationError unless ``address`` is HOST:PORT or a unix: address."""
+    if unix_path(address) is None:
+        split_address(address)

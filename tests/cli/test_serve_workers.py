@@ -304,6 +304,29 @@ def test_memory_workers_keep_the_status_codes_and_agents_reach_memory(full):
     asyncio.run(scenario())
 
 
+@pytest.mark.timeout(120)
+def test_the_agents_memory_connections_leave_a_lone_client_to_the_store_owner(full):
+    memory, agents = full.addresses["memory"], full.addresses["agent"]
+    port = _port(memory)
+    owner, others = _owner_and_workers(full, port)
+
+    async def scenario() -> dict[int, int]:
+        for _ in range(6):  # fresh connections, so both workers' agents are likely to run
+            async with AgentClient(agents, token=TOKEN) as client:
+                run = await client.execute_agent(
+                    agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT,
+                    channel_id="660e8400-e29b-41d4-a716-446655440001", message="where is my order?",
+                )  # fmt: skip
+                assert run.metadata["memory"] == "ok", run.metadata
+        # The agents' memory clients stay connected, over the owner's private Unix socket.
+        async with MemoryClient(memory, token=TOKEN) as client:
+            await client.search_memories(contact_id=DEMO_CONTACT, query="delivery", timeout=10)
+            return {pid: _established_to(pid, port) for pid in [owner, *others]}
+
+    per_process = asyncio.run(scenario())
+    assert per_process == {owner: 1, **dict.fromkeys(others, 0)}, (owner, per_process)
+
+
 @pytest.mark.timeout(60)
 def test_sigterm_drains_the_workers_then_closes_the_store(full):
     pids = _children(full.proc.pid)

@@ -8,6 +8,7 @@ import threading
 import pytest
 from ventros import (
     AgentClient,
+    ConfigurationError,
     DeadlineExceededError,
     InvalidArgumentError,
     MemoryClient,
@@ -181,3 +182,28 @@ def test_sync_client_wraps_the_async_one():
     finally:
         loop.call_soon_threadsafe(stop.set_result, None)
         thread.join(10)
+
+
+async def test_a_unix_socket_address_reaches_a_server_listening_there(tmp_path):
+    from ventros_server.server import build_server
+
+    path = tmp_path / "memory.sock"
+    server, _ = build_server([EchoMemory()])
+    await server.start(path=str(path))
+    try:
+        # gRPC's two spellings: unix:PATH and unix:///ABSOLUTE/PATH.
+        for address in (f"unix:{path}", f"unix://{path}"):
+            async with MemoryClient(address) as client:
+                found = await client.search_memories(contact_id="c", query="over a unix socket")
+            assert found.memories[0].content == "over a unix socket"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("address", ["unix:", "unix://host/path", "localhost", "host:0", "host:port"])
+def test_a_malformed_address_is_a_configuration_error_naming_both_forms(address):
+    with pytest.raises(ConfigurationError) as info:
+        _settings.check_address(address)
+    assert "unix:" in str(info.value)
+    assert address in str(info.value)

@@ -57,11 +57,18 @@ class Pair:
 
 
 @contextlib.asynccontextmanager
-async def pair(tmp_path: Path, **config: object) -> AsyncIterator[Pair]:
+async def pair(tmp_path: Path, internal: str | None = None, **config: object) -> AsyncIterator[Pair]:
     channel = str(tmp_path / "connections.sock")
     owner_memory, worker_memory = CountingMemory(), CountingMemory()
     owner = VentrosApp(
-        ServeConfig(only="memory", memory_port=0, memory_steering=channel, grace=2, **config),  # type: ignore[arg-type]
+        ServeConfig(
+            only="memory",
+            memory_port=0,
+            memory_steering=channel,
+            memory_internal=internal,
+            grace=2,
+            **config,  # type: ignore[arg-type]
+        ),
         services={"memory": lambda app: owner_memory},
         announce=lambda line: None,
     )
@@ -121,6 +128,25 @@ async def test_more_connections_go_to_the_worker_and_its_closes_are_counted(tmp_
         async with MemoryClient(p.address, retry=ONCE) as client:
             await _search(client)
         assert p.served() == (3, 4)
+
+
+async def test_the_servers_own_agents_use_a_unix_socket_the_steering_does_not_count(tmp_path: Path) -> None:
+    internal = str(tmp_path / "agents.sock")
+    async with pair(tmp_path, internal=internal) as p:
+        agents = [MemoryClient(f"unix:{internal}", retry=ONCE) for _ in range(3)]
+        try:
+            for client in agents:
+                await _search(client)
+            assert p.served() == (3, 0)  # the owner serves them, with the store in-process
+            assert (p.steering.internal_connections, p.steering.owner_connections) == (3, 0)
+            # So an outside client alone on the memory port is still the owner's: no hop.
+            async with MemoryClient(p.address, retry=ONCE) as client:
+                await _search(client)
+            assert p.served() == (4, 0)
+        finally:
+            for client in agents:
+                client.close()
+        await _until(lambda: p.steering.internal_connections == 0)
 
 
 async def test_a_worker_gone_gets_no_more_connections(tmp_path: Path) -> None:

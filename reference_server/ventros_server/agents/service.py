@@ -229,7 +229,7 @@ class AgentService(AgentServiceBase):
         self._memory_client = memory_client
         self._owns_memory_client = memory_client is None
         if memory_client is None:  # a bad address fails here, at startup, not on the first call
-            _settings.split_address(_settings.memory_address(memory_address))
+            _settings.check_address(_settings.memory_address(memory_address))
         self._batch_concurrency = max(1, min(batch_concurrency, BATCH_CONCURRENCY))
 
     # -- plumbing --------------------------------------------------------------------------------
