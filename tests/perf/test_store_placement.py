@@ -123,4 +123,33 @@ def test_nothing_runs_on_the_loop_while_a_store_call_runs_in_a_thread(demo, monk
     loop_thread, found = asyncio.run(calls())
     assert found >= 5
     assert [name for name, _ in noted.calls] == ["search", "store_memory", "search"]
+    # The search waited THREADS_WAIT_SECONDS for the held write, then joined it in a thread.
     assert on_loop(noted, loop_thread) == [False, False, False]
+
+
+def test_a_short_call_waits_for_the_threads_then_runs_on_the_loop(demo, monkeypatch):
+    """It does not join them in a thread: under concurrency some call was always in a thread,
+    so a busy server stayed in threads for good (the cost ~1.5x per call, docs/benchmarks.md)."""
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
+    monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", 30.0)
+    noted = ThreadNotingStore(demo)
+    service = MemoryService(noted)  # type: ignore[arg-type]
+    write = pb.StoreMemoryRequest(contact_id=CONTACT, content="asked about the gift wrap", memory_type="note")
+
+    async def calls() -> tuple[int, int]:
+        await service.search_memories(keyword())  # the first: in a thread, its cost now known
+        noted.hold_writes.clear()
+        writing = asyncio.create_task(service.store_memory(write))
+        await asyncio.to_thread(noted.writing.wait, 30)
+        searching = asyncio.create_task(service.search_memories(keyword()))
+        await asyncio.sleep(0.05)
+        assert not searching.done()  # waiting for the write, not running beside it
+        noted.hold_writes.set()
+        await writing
+        found = await searching
+        return threading.get_ident(), len(found.memories)
+
+    loop_thread, found = asyncio.run(calls())
+    assert found >= 5
+    assert [name for name, _ in noted.calls] == ["search", "store_memory", "search"]
+    assert on_loop(noted, loop_thread) == [False, False, True]

@@ -10,6 +10,7 @@ process of ``--workers N``); those are awaited on the loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,8 @@ def _elapsed_ms(started: float) -> float:
 
 #: A store call of a kind that recently took less than this runs on the event loop (see _Placement).
 INLINE_BELOW_SECONDS = 0.001
+#: How long a short call waits for the store calls running in threads before it joins them.
+THREADS_WAIT_SECONDS = 0.002
 #: Weight of the newest duration in a kind's running average.
 _NEWEST = 0.3
 
@@ -62,38 +65,62 @@ class _Placement:
     682 calls/s one at a time, 595 -> 665 with 16 in flight (docs/benchmarks.md). And a store
     call holds the GIL for most of its time, so below the interpreter's 5 ms switch interval a
     thread barely lets the loop run anyway. So a call runs on the loop when its kind's recent
-    duration (a running average, measured in either place) is under INLINE_BELOW_SECONDS, unless:
+    cost (a running average) is under INLINE_BELOW_SECONDS, unless:
 
     * ``offload``: it may wait on an embedder (a network API must never block the loop) or
       write (DuckDB commits and checkpoints);
-    * a store call is running in a thread: it may hold the store's lock, which the loop would
-      then wait for.
+    * store calls are running in threads: one may hold the store's lock, which the loop would
+      then wait for. The short call first waits for those, asynchronously: for the short ones
+      until they end, for the others (writes, embeddings) up to THREADS_WAIT_SECONDS; it runs
+      on the loop if none is left, else it joins them in a thread. Joining at once, as it did
+      before, kept a busy server in threads: with 16-64 calls in flight some call was always in
+      a thread, so every new one went to a thread too (6 threads busy, ~930-1,050 against
+      ~1,340-1,480 calls/s on the loop; docs/benchmarks.md).
 
-    The first call of a kind runs in a thread (its cost is unknown yet).
+    A call on the loop is timed by the wall clock (what it blocks the loop for); one in a thread
+    by its thread's CPU time, since its wall time also counts waits for the GIL while the loop
+    runs, which would keep a short kind looking long. The first call of a kind runs in a thread
+    (its cost is unknown yet).
     """
 
     def __init__(self) -> None:
         self._typical: dict[Any, float] = {}
-        self._threaded = 0
+        #: The calls running in threads, and whether each is of a short kind.
+        self._in_threads: dict[asyncio.Future[Any], bool] = {}
 
-    def inline(self, kind: Any, offload: bool) -> bool:
-        return not offload and not self._threaded and self._typical.get(kind, math.inf) < INLINE_BELOW_SECONDS
+    def short(self, kind: Any, offload: bool) -> bool:
+        return not offload and self._typical.get(kind, math.inf) < INLINE_BELOW_SECONDS
 
     async def run(self, kind: Any, offload: bool, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self.inline(kind, offload):
-            return self._timed(kind, func, args, kwargs)
-        self._threaded += 1
-        try:
-            return await asyncio.to_thread(self._timed, kind, func, args, kwargs)
-        finally:
-            self._threaded -= 1
+        short = self.short(kind, offload)
+        if short:
+            await self._wait_for_threads()
+            if not self._in_threads:
+                return self._timed(kind, time.perf_counter, func, args, kwargs)
+        call = contextvars.copy_context().run  # as asyncio.to_thread: the caller's context
+        future = asyncio.get_running_loop().run_in_executor(
+            None, call, self._timed, kind, time.thread_time, func, args, kwargs
+        )
+        # Counted until the thread is done, even if the caller is cancelled meanwhile.
+        self._in_threads[future] = short
+        future.add_done_callback(self._in_threads.pop)
+        return await asyncio.shield(future)
 
-    def _timed(self, kind: Any, func: Callable[..., T], args: Any, kwargs: Any) -> T:
-        started = time.perf_counter()
+    async def _wait_for_threads(self) -> None:
+        shorts = [future for future, short in self._in_threads.items() if short]
+        if shorts:
+            await asyncio.wait(shorts)
+        if self._in_threads:
+            await asyncio.wait(list(self._in_threads), timeout=THREADS_WAIT_SECONDS)
+
+    def _timed(
+        self, kind: Any, clock: Callable[[], float], func: Callable[..., T], args: Any, kwargs: Any
+    ) -> T:
+        started = clock()
         try:
             return func(*args, **kwargs)
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             previous = self._typical.get(kind)
             self._typical[kind] = elapsed if previous is None else previous + _NEWEST * (elapsed - previous)
 
