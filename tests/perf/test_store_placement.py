@@ -153,3 +153,36 @@ def test_a_short_call_waits_for_the_threads_then_runs_on_the_loop(demo, monkeypa
     assert found >= 5
     assert [name for name, _ in noted.calls] == ["search", "store_memory", "search"]
     assert on_loop(noted, loop_thread) == [False, False, True]
+
+
+def test_a_call_whose_caller_is_cancelled_counts_until_its_thread_ends(demo, monkeypatch):
+    """A cancelled caller (e.g. its deadline passed) does not stop the thread, which may still
+    hold the store's lock: a short call must not take it for gone and run on the loop."""
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
+    monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", 0.0)
+    noted = ThreadNotingStore(demo)
+    service = MemoryService(noted)  # type: ignore[arg-type]
+    write = pb.StoreMemoryRequest(
+        contact_id=CONTACT, content="asked about the invoice copy", memory_type="note"
+    )
+
+    async def calls() -> int:
+        await service.search_memories(keyword())  # the first: in a thread, its cost now known
+        noted.hold_writes.clear()
+        writing = asyncio.create_task(service.store_memory(write))
+        await asyncio.to_thread(noted.writing.wait, 30)
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        await service.search_memories(keyword())  # the write's thread still runs: in a thread too
+        noted.hold_writes.set()
+        for _ in range(500):  # until the write's thread has ended
+            if not service._placement._in_threads:
+                break
+            await asyncio.sleep(0.01)
+        await service.search_memories(keyword())  # nothing in a thread: on the loop
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(calls())
+    assert [name for name, _ in noted.calls] == ["search", "store_memory", "search", "search"]
+    assert on_loop(noted, loop_thread) == [False, False, False, True]

@@ -103,8 +103,13 @@ class _Placement:
         )
         # Counted until the thread is done, even if the caller is cancelled meanwhile.
         self._in_threads[future] = short
-        future.add_done_callback(self._in_threads.pop)
+        future.add_done_callback(self._thread_done)
         return await asyncio.shield(future)
+
+    def _thread_done(self, future: asyncio.Future[Any]) -> None:
+        del self._in_threads[future]
+        if not future.cancelled():
+            future.exception()  # retrieved: a cancelled caller's error is not logged as lost
 
     async def _wait_for_threads(self) -> None:
         shorts = [future for future, short in self._in_threads.items() if short]
