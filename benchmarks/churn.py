@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import _peers, serving  # noqa: E402
+from benchmarks import serving  # noqa: E402
 
 DEFAULT_SERVERS = ("ours", "ours x2", "ours x2 reuseport", "grpcio")
 RPC = "SearchMemories"
@@ -67,6 +66,7 @@ def run_churn(
     path = serving.UNARY[RPC]
     total = max(int(rate * seconds), 1)
     per_period = max(round(rate * PERIOD_S), 1)
+    period_ms = max(round(1000 * per_period / rate), 1)  # low rates: 1 connection per longer period
     cmd = [
         h2load,
         f"http://127.0.0.1:{running.port_for(path)}{path}",
@@ -76,7 +76,7 @@ def run_churn(
         "-n", str(total),
         "-c", str(total),
         "-r", str(per_period),
-        f"--rate-period={int(PERIOD_S * 1000)}ms",
+        f"--rate-period={period_ms}ms",
         "-t", "1",
         f"--log-file={log}",
     ]  # fmt: skip
@@ -138,19 +138,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
     args = parser.parse_args()
-    h2load = shutil.which("h2load")
-    if not h2load:
-        sys.exit("h2load not found: apt-get install -y nghttp2-client")
+    h2load = serving.find_h2load()
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
     print(serving.code_version())
     with tempfile.TemporaryDirectory(prefix="ventros-churn-") as tmp:
         work = Path(tmp)
-        stubs = work / "stubs"
-        stubs.mkdir()
-        _peers.grpcio_modules(stubs)
-        body = work / "request.bin"
-        body.write_bytes(serving.request_bodies("real")[RPC])
+        stubs, body = serving.stubs_and_body(work, RPC)
         running = serving.start_servers(kinds, stubs, work, "real")
         try:
             serving.check_servers(running, "real", [RPC])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import _peers, serving  # noqa: E402
+from benchmarks import serving  # noqa: E402
 
 RPC = "SearchMemories"
 
@@ -82,9 +81,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    h2load = shutil.which("h2load")
-    if not h2load:
-        sys.exit("h2load not found: apt-get install -y nghttp2-client")
+    h2load = serving.find_h2load()
     print(serving.code_version())
     print(f"cpus: {os.cpu_count()}; load average at start: {os.getloadavg()[0]:.2f}")
     rows = [
@@ -93,11 +90,7 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="ventros-cold-") as tmp:
         work = Path(tmp)
-        stubs = work / "stubs"
-        stubs.mkdir()
-        _peers.grpcio_modules(stubs)
-        body = work / "request.bin"
-        body.write_bytes(serving.request_bodies("real")[RPC])
+        stubs, body = serving.stubs_and_body(work, RPC)
         for _ in range(args.repeats):
             for concurrency in (int(c) for c in args.concurrency.split(",")):
                 for kind in (k.strip() for k in args.servers.split(",")):

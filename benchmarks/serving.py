@@ -100,6 +100,24 @@ def request_bodies(handlers: str) -> dict[str, bytes]:
     return {name: b"\x00" + len(bytes(m)).to_bytes(4, "big") + bytes(m) for name, m in messages.items()}
 
 
+def find_h2load() -> str:
+    h2load = shutil.which("h2load")
+    if not h2load:
+        sys.exit("h2load not found: apt-get install -y nghttp2-client")
+    return h2load
+
+
+def stubs_and_body(work: Path, rpc: str) -> tuple[Path, Path]:
+    """In ``work``: the grpcio stubs the grpcio servers import, and ``rpc``'s request body file
+    (real handlers), for the benchmarks that reuse these servers (churn, cold_start)."""
+    stubs = work / "stubs"
+    stubs.mkdir()
+    _peers.grpcio_modules(stubs)
+    body = work / f"{rpc}.bin"
+    body.write_bytes(request_bodies("real")[rpc])
+    return stubs, body
+
+
 # -- server processes ----------------------------------------------------------------------
 
 
@@ -401,9 +419,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.duration, args.repeats = 1.5, 1
-    h2load = shutil.which("h2load")
-    if not h2load:
-        sys.exit("h2load not found: apt-get install -y nghttp2-client")
+    h2load = find_h2load()
     kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
