@@ -275,6 +275,16 @@ def test_a_memory_stored_through_one_process_is_found_through_the_others(full):
     asyncio.run(scenario())
 
 
+async def _run_an_agent(agents: str) -> None:
+    """One ExecuteAgent call on a new connection; the agent must have reached the memory service."""
+    async with AgentClient(agents, token=TOKEN) as client:
+        run = await client.execute_agent(
+            agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT,
+            channel_id="660e8400-e29b-41d4-a716-446655440001", message="where is my order?",
+        )  # fmt: skip
+        assert run.metadata["memory"] == "ok", run.metadata
+
+
 @pytest.mark.timeout(120)
 def test_memory_workers_keep_the_status_codes_and_agents_reach_memory(full):
     memory, agents = full.addresses["memory"], full.addresses["agent"]
@@ -293,13 +303,8 @@ def test_memory_workers_keep_the_status_codes_and_agents_reach_memory(full):
             async with MemoryClient(memory) as anonymous:
                 with pytest.raises(UnauthenticatedError):
                     await anonymous.search_memories(contact_id=DEMO_CONTACT, query="x")
-            # The agents of every worker call the shared memory port with one internal key.
-            async with AgentClient(agents, token=TOKEN) as client:
-                run = await client.execute_agent(
-                    agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT,
-                    channel_id="660e8400-e29b-41d4-a716-446655440001", message="where is my order?",
-                )  # fmt: skip
-                assert run.metadata["memory"] == "ok", run.metadata
+            # Every worker's agents reach the store owner (its private socket) with one internal key.
+            await _run_an_agent(agents)
 
     asyncio.run(scenario())
 
@@ -312,12 +317,7 @@ def test_the_agents_memory_connections_leave_a_lone_client_to_the_store_owner(fu
 
     async def scenario() -> dict[int, int]:
         for _ in range(6):  # fresh connections, so both workers' agents are likely to run
-            async with AgentClient(agents, token=TOKEN) as client:
-                run = await client.execute_agent(
-                    agent_type="CustomerServiceAgent", contact_id=DEMO_CONTACT,
-                    channel_id="660e8400-e29b-41d4-a716-446655440001", message="where is my order?",
-                )  # fmt: skip
-                assert run.metadata["memory"] == "ok", run.metadata
+            await _run_an_agent(agents)
         # The agents' memory clients stay connected, over the owner's private Unix socket.
         async with MemoryClient(memory, token=TOKEN) as client:
             await client.search_memories(contact_id=DEMO_CONTACT, query="delivery", timeout=10)
