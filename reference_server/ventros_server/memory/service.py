@@ -74,8 +74,9 @@ class _Placement:
       until they end, for the others (writes, embeddings) up to THREADS_WAIT_SECONDS; it runs
       on the loop if none is left, else it joins them in a thread. Joining at once, as it did
       before, kept a busy server in threads: with 16-64 calls in flight some call was always in
-      a thread, so every new one went to a thread too (6 threads busy, ~930-1,050 against
-      ~1,340-1,480 calls/s on the loop; docs/benchmarks.md).
+      a thread, so every new one went to a thread too (a server started under that load:
+      778-956 against 1,387-1,607 calls/s, `python -m benchmarks.cold_start`,
+      docs/benchmarks.md).
 
     A call on the loop is timed by the wall clock (what it blocks the loop for); one in a thread
     by its thread's CPU time, since its wall time also counts waits for the GIL while the loop
