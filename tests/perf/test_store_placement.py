@@ -59,6 +59,16 @@ def on_loop(noted: ThreadNotingStore, loop_thread: int) -> list[bool]:
     return [ident == loop_thread for _, ident in noted.calls]
 
 
+async def hold_a_write(service: MemoryService, noted: ThreadNotingStore, content: str) -> asyncio.Task[Any]:
+    """After a first search (in a thread, so its cost is known), a StoreMemory held in its thread."""
+    await service.search_memories(keyword())
+    noted.hold_writes.clear()
+    write = pb.StoreMemoryRequest(contact_id=CONTACT, content=content, memory_type="note")
+    writing = asyncio.create_task(service.store_memory(write))
+    await asyncio.to_thread(noted.writing.wait, 30)
+    return writing
+
+
 def test_short_calls_move_to_the_loop_after_the_first(demo, monkeypatch):
     monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)  # every kind counts as short
     noted = ThreadNotingStore(demo)
@@ -108,13 +118,9 @@ def test_nothing_runs_on_the_loop_while_a_store_call_runs_in_a_thread(demo, monk
     monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
     noted = ThreadNotingStore(demo)
     service = MemoryService(noted)  # type: ignore[arg-type]
-    write = pb.StoreMemoryRequest(contact_id=CONTACT, content="asked about the warranty", memory_type="note")
 
     async def calls() -> tuple[int, int]:
-        await service.search_memories(keyword())  # the first: in a thread, its cost now known
-        noted.hold_writes.clear()
-        writing = asyncio.create_task(service.store_memory(write))
-        await asyncio.to_thread(noted.writing.wait, 30)
+        writing = await hold_a_write(service, noted, "asked about the warranty")
         found = await service.search_memories(keyword())  # while the write is held
         noted.hold_writes.set()
         await writing
@@ -134,13 +140,9 @@ def test_a_short_call_waits_for_the_threads_then_runs_on_the_loop(demo, monkeypa
     monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", 30.0)
     noted = ThreadNotingStore(demo)
     service = MemoryService(noted)  # type: ignore[arg-type]
-    write = pb.StoreMemoryRequest(contact_id=CONTACT, content="asked about the gift wrap", memory_type="note")
 
     async def calls() -> tuple[int, int]:
-        await service.search_memories(keyword())  # the first: in a thread, its cost now known
-        noted.hold_writes.clear()
-        writing = asyncio.create_task(service.store_memory(write))
-        await asyncio.to_thread(noted.writing.wait, 30)
+        writing = await hold_a_write(service, noted, "asked about the gift wrap")
         searching = asyncio.create_task(service.search_memories(keyword()))
         await asyncio.sleep(0.05)
         assert not searching.done()  # waiting for the write, not running beside it
@@ -162,15 +164,9 @@ def test_a_call_whose_caller_is_cancelled_counts_until_its_thread_ends(demo, mon
     monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", 0.0)
     noted = ThreadNotingStore(demo)
     service = MemoryService(noted)  # type: ignore[arg-type]
-    write = pb.StoreMemoryRequest(
-        contact_id=CONTACT, content="asked about the invoice copy", memory_type="note"
-    )
 
     async def calls() -> int:
-        await service.search_memories(keyword())  # the first: in a thread, its cost now known
-        noted.hold_writes.clear()
-        writing = asyncio.create_task(service.store_memory(write))
-        await asyncio.to_thread(noted.writing.wait, 30)
+        writing = await hold_a_write(service, noted, "asked about the invoice copy")
         writing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await writing
