@@ -120,7 +120,6 @@ def _naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-_FIXED_WIDTH_MAX = 64
 #: Up to this many rows a batch is sent as a VALUES list, above as a numpy scan (see _rows).
 _VALUES_MAX_ROWS = 64
 #: Stands for "no time" in numpy timestamp columns (they have no None); turned back into NULL.
@@ -132,18 +131,11 @@ def _now() -> datetime:
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
-    """A numpy string column (DuckDB scans a dict of numpy arrays as a table).
+    """A numpy object column of strings (DuckDB scans a dict of numpy arrays as a table).
 
-    Short strings (ids, types) go in a fixed-width unicode array, which DuckDB reads without
-    touching a Python object per value (about 10x faster); long ones stay Python objects, since
-    a fixed width of the longest value would multiply memory.
-    """
-    # map() and a set of types: the generator expressions over every value were ~0.4 s of a
-    # 200k-memory import.
-    if all(issubclass(t, str) for t in set(map(type, values))):
-        longest = max(map(len, values), default=0)
-        if 0 < longest <= _FIXED_WIDTH_MAX:
-            return np.array(values, dtype=f"<U{longest}")
+    Not a fixed-width unicode array: DuckDB runs np.unique over those at registration, so
+    _register turns them back into objects; making one first only to convert it was work
+    for nothing."""
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
@@ -493,7 +485,14 @@ class DuckDBStore:
                     link_strengths=batch.link_strengths,
                 )
             )
-            self.edges.upsert(edges)
+            if edges:
+                self.edges.upsert_columns(
+                    edges["from_id"],
+                    edges["to_id"],
+                    edges["relationship"],
+                    edges["weight"],
+                    edges["created_us"],
+                )
             self.rows.add(
                 seqs, batch.ids, batch.contact_ids, batch.contents, batch.memory_types, batch.metadata,
                 batch.created_us,
@@ -554,11 +553,12 @@ class DuckDBStore:
             self._con.execute(f"INSERT INTO postings SELECT term, seq, tf FROM {source}", params)
         return postings, doc_len
 
-    def _insert_links(self, batch: MemoryBatch, seqs: np.ndarray) -> list[EdgeRecord]:
+    def _insert_links(self, batch: MemoryBatch, seqs: np.ndarray) -> dict[str, Any]:
         """Memory -> entity links, entities the store has not seen, and contact -> entity edges
-        (returned, merged, for the edge index once the transaction commits)."""
+        (returned, merged, as EdgeIndex.upsert_columns's arguments, for the edge index once the
+        transaction commits)."""
         if not len(batch.link_of):
-            return []
+            return {}
         link_rows = {
             "seq": seqs[batch.link_of],
             "entity_id": batch.link_entity_ids,
@@ -601,17 +601,15 @@ class DuckDBStore:
             else:
                 known[0], known[1] = max(known[0], weight), min(known[1], us)
         keys, values = list(merged), list(merged.values())
-        self._write_edges(
-            {
-                "from_id": [k[0] for k in keys],
-                "to_id": [k[1] for k in keys],
-                "relationship": [k[2] for k in keys],
-                "weight": np.array([v[0] for v in values], dtype=np.float64),
-                "created_at": np.array([v[1] for v in values], dtype=np.int64).astype("datetime64[us]"),
-            },
-            source="memory",
-        )
-        return [EdgeRecord(*key, weight, from_micros(us)) for key, (weight, us) in merged.items()]
+        columns: dict[str, Any] = {
+            "from_id": [k[0] for k in keys],
+            "to_id": [k[1] for k in keys],
+            "relationship": [k[2] for k in keys],
+            "weight": np.array([v[0] for v in values], dtype=np.float64),
+        }
+        created_us = np.array([v[1] for v in values], dtype=np.int64)
+        self._write_edges({**columns, "created_at": created_us.astype("datetime64[us]")}, source="memory")
+        return {**columns, "created_us": created_us}
 
     def _upsert_edges(self, edges: list[EdgeRecord], *, source: str) -> list[EdgeRecord]:
         """Insert edges; an edge already there (same ends and label) keeps the larger weight.
