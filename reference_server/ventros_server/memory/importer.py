@@ -24,6 +24,7 @@ import json
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -427,11 +428,29 @@ def _release(future: Future[_Parsed]) -> None:
             block.unlink()
 
 
-_WORKER_DIED = (
-    "the import's worker process died; parsing the rest of the file in this process (slower). "
-    'If you call import_jsonl from a script, put the call under `if __name__ == "__main__":` '
-    "(a 'spawn' worker re-imports the main module), or pass parallel=False."
-)
+_WORKER_DIED = "the import's worker process died; parsing the rest of the file in this process (slower)."
+
+
+@contextlib.contextmanager
+def _main_module_not_inherited() -> Iterator[None]:
+    """While a *spawn* worker starts: a spawned child runs the parent's main module first (as
+    ``__mp_main__``), found from ``__main__.__spec__`` or ``__main__.__file__``. The worker runs
+    only this module's functions, so that was start-up time for nothing (the CLI's or a
+    benchmark's imports: ~0.4 s, during which this process parsed a chunk the worker would
+    have: py-spy), and it is why a script calling import_jsonl needed an
+    ``if __name__ == "__main__":`` guard. Hidden from the child, both are gone."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _parsed_chunks(
@@ -459,7 +478,8 @@ def _parsed_chunks(
             ahead.append((chunk, pool.submit(_worker_chunk, *chunk, embed_dim), None))
 
         try:
-            submit(second)
+            with _main_module_not_inherited():  # the worker process starts here
+                submit(second)
             for chunk in islice(chunks, max(depth - 1, 0)):
                 submit(chunk)
             yield _parse_chunk(*first, embed_dim)  # here, while the worker starts
