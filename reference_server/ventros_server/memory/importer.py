@@ -443,7 +443,7 @@ def _main_module_not_inherited() -> Iterator[None]:
     if main is None:
         yield
         return
-    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__}
+    saved: dict[str, Any] = {n: main.__dict__[n] for n in ("__spec__", "__file__") if n in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:
