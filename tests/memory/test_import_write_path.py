@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from ventros_server.memory import DuckDBStore, import_jsonl, importer, make_embedder, schema
+from ventros_server.memory import DuckDBStore, duckdb_store, import_jsonl, importer, make_embedder, schema
 from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
 from ventros_server.memory.vectors import GROWTH, VectorIndex
 
@@ -285,3 +285,18 @@ def test_stopping_an_import_unlinks_the_blocks_of_chunks_not_read(monkeypatch: p
     chunks.close()
     assert names, "the worker had finished chunks that were never read"
     assert not [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
+
+
+@pytest.mark.parametrize("distinct", [1, 3, duckdb_store._CODED_MAX - 1, duckdb_store._CODED_MAX + 1])
+def test_a_batch_reaches_sql_unchanged_whether_its_strings_go_as_codes_or_not(distinct: int) -> None:
+    """_rows sends a column of few distinct strings as codes into a list (the values at
+    _CODED_MAX + 1 distinct go as strings): the relation holds the same rows either way."""
+    count = 4 * duckdb_store._CODED_MAX + 7
+    kinds = [None if i % 11 == 0 else f"kind-{i % distinct}-é" for i in range(count)]
+    columns = {"seq": np.arange(count), "kind": kinds, "text": [f"text {i}" for i in range(count)]}
+    with DuckDBStore(":memory:", make_embedder("offline")) as store:
+        with store._rows("batch", columns) as (source, params):
+            got = store._con.execute(f"SELECT seq, kind, text FROM {source} ORDER BY seq", params).fetchall()
+            coded = bool(params)
+    assert got == list(zip(range(count), kinds, columns["text"], strict=True))
+    assert coded == (len(set(kinds)) <= duckdb_store._CODED_MAX)

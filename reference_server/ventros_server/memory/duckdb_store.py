@@ -141,6 +141,26 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
+#: A registered string column with at most this many distinct values goes in as codes (_rows).
+_CODED_MAX = 64
+
+
+def _few_values(column: np.ndarray) -> tuple[np.ndarray, list[str | None]] | None:
+    """(int32 codes, the distinct values) of a column of strings (or None) with at most
+    _CODED_MAX distinct values among at least 4x as many rows; None for any other column.
+    A look at its first values rules out most columns (ids, texts) before hashing them all."""
+    if column.dtype != object or len(column) < 4 * _CODED_MAX:
+        return None
+    values = column.tolist()
+    if len(set(values[: 4 * _CODED_MAX])) > _CODED_MAX:
+        return None
+    distinct = dict.fromkeys(values)
+    if len(distinct) > _CODED_MAX or not all(v is None or type(v) is str for v in distinct):
+        return None
+    index = {v: i for i, v in enumerate(distinct)}
+    return np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values)), list(distinct)
+
+
 #: Values sampled to type a registered object column known to hold one type (see _register).
 _SAMPLE_UNIFORM = 1
 
@@ -684,8 +704,19 @@ class DuckDBStore:
             with _without_pandas_probe():
                 yield source, params
             return
-        with self._registered(name, {k: _column(v) for k, v in columns.items()}):
-            yield name, []
+        registered = {k: _column(v) for k, v in columns.items()}
+        coded = {k: found for k, c in registered.items() if (found := _few_values(c)) is not None}
+        if not coded:
+            with self._registered(name, registered):
+                yield name, []
+            return
+        # Columns of few distinct strings (memory types, relationships...) as codes into a list
+        # parameter: DuckDB converts a Python str of a scanned column in ~0.4-1 us (measured,
+        # per value), a code in a few ns (memory_type of 20k memories: 10.6 -> 2.4 ms).
+        registered.update({k: codes for k, (codes, _) in coded.items()})
+        select = ", ".join(f"list_extract(?::VARCHAR[], {k} + 1) AS {k}" if k in coded else k for k in names)
+        with self._registered(name, registered):
+            yield f"(SELECT {select} FROM {name}) AS {name}", [coded[k][1] for k in names if k in coded]
 
     # -- bulk loading of the rest of the CRM ----------------------------------------------------
 
