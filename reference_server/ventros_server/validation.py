@@ -9,8 +9,10 @@ or OUT_OF_RANGE, metadata["field"] naming the request field path, and a suggesti
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from ventros import InvalidArgumentError
+if TYPE_CHECKING:
+    from ventros import InvalidArgumentError
 
 MISSING, INVALID, OUT_OF_RANGE = "MISSING_FIELD", "INVALID_FIELD", "OUT_OF_RANGE"
 
@@ -31,6 +33,8 @@ def field_error(
     code: str, field: str, message: str, suggestion: str, **metadata: str
 ) -> InvalidArgumentError:
     """The INVALID_ARGUMENT a handler raises for one bad field."""
+    from ventros import InvalidArgumentError  # here: the import's worker uses is_uuid only
+
     error = InvalidArgumentError.of(code, message, suggestions=[suggestion], field=field, **metadata)
     assert isinstance(error, InvalidArgumentError)
     return error

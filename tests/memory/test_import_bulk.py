@@ -306,3 +306,15 @@ def test_the_main_module_is_given_back_once_the_worker_started() -> None:
         assert main.__spec__ is None and "__file__" not in vars(main)
         raise RuntimeError("the worker failed to start")
     assert (main.__dict__.get("__file__"), main.__spec__) == before
+
+
+def test_the_import_worker_starts_without_duckdb_grpclib_or_the_sdk() -> None:
+    """What the worker imports is its start-up time, during which the importing process
+    parses chunks itself: importer.py must not pull in the store, the server or the SDK."""
+    code = (
+        "import sys, ventros_server.memory.importer\n"
+        "print(sorted(m for m in ('duckdb', 'grpclib', 'ventros', 'httpx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

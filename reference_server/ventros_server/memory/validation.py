@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from ventros import InvalidArgumentError
+if TYPE_CHECKING:
+    from ventros import InvalidArgumentError
 
 from ..validation import INVALID, MISSING, OUT_OF_RANGE, field_error, is_uuid, utf8_len
 
