@@ -318,3 +318,14 @@ def test_the_import_worker_starts_without_duckdb_grpclib_or_the_sdk() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_every_export_of_the_memory_package_resolves_on_first_use() -> None:
+    code = (
+        "import ventros_server.memory as m\n"
+        "assert set(m.__all__) <= set(dir(m))\n"
+        "print(sorted(n for n in m.__all__ if getattr(m, n) is None))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
