@@ -57,6 +57,11 @@ class _Codes:
     def encode(self, names: Sequence[str]) -> np.ndarray:
         return np.fromiter((self.get(n) for n in names), dtype=np.int32, count=len(names))
 
+    def known(self, names: Sequence[str]) -> np.ndarray:
+        """Codes of ``names`` without giving new ones: -1 for a name that has none."""
+        code = self.code
+        return np.fromiter((code.get(n, -1) for n in names), dtype=np.int32, count=len(names))
+
 
 class _Growable:
     """A structured array that grows by doubling; ``rows`` is the live prefix."""

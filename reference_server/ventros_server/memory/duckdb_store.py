@@ -506,13 +506,7 @@ class DuckDBStore:
                 )
             )
             if edges:
-                self.edges.upsert_columns(
-                    edges["from_id"],
-                    edges["to_id"],
-                    edges["relationship"],
-                    edges["weight"],
-                    edges["created_us"],
-                )
+                self.edges.upsert_columns(**edges)
             self.rows.add(
                 seqs, batch.ids, batch.contact_ids, batch.contents, batch.memory_types, batch.metadata,
                 batch.created_us,

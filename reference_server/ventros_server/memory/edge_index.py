@@ -152,25 +152,26 @@ class EdgeIndex:
             )  # fmt: skip
 
     def upsert_columns(
-        self, from_ids: Sequence[str], to_ids: Sequence[str], relationships: Sequence[str],
-        weights: np.ndarray, created_us: np.ndarray,
+        self, from_id: Sequence[str], to_id: Sequence[str], relationship: Sequence[str],
+        weight: np.ndarray, created_us: np.ndarray,
     ) -> None:  # fmt: skip
-        """``upsert`` from columns (keys unique; ``created_us``: microseconds, or the minimum
-        int64 for none): what a bulk import hands over, with no EdgeRecord per edge."""
-        if not len(from_ids):
+        """``upsert`` from columns named like the edges table's (keys unique; ``created_us``:
+        microseconds, or the minimum int64 for none): what a bulk import hands over
+        (DuckDBStore._insert_links), with no EdgeRecord per edge."""
+        if not len(from_id):
             return
-        f, t = self.nodes.encode(from_ids), self.nodes.encode(to_ids)
-        r = self.relationships.encode(relationships)
+        f, t = self.nodes.encode(from_id), self.nodes.encode(to_id)
+        r = self.relationships.encode(relationship)
         key, edge = self._matches(f, t, r)
         stored = self._edges.rows["weight"]  # a view: assignments land in the index
-        stored[edge] = np.maximum(stored[edge], weights[key].astype(np.float32))
+        stored[edge] = np.maximum(stored[edge], weight[key].astype(np.float32))
         new = np.ones(len(f), dtype=bool)
         new[key] = False
         if not new.any():
             return
         rows = np.empty(int(new.sum()), dtype=EDGE)
         rows["from"], rows["to"], rows["rel"] = f[new], t[new], r[new]
-        rows["weight"], rows["created"] = weights[new], created_us[new]
+        rows["weight"], rows["created"] = weight[new], created_us[new]
         first = self._edges.size
         self._edges.extend(rows)
         self._link(rows, np.arange(first, first + len(rows), dtype=np.int32))
@@ -183,16 +184,10 @@ class EdgeIndex:
         needs to know without joining the edges table."""
         out = np.full(len(from_ids), np.nan, dtype=np.float64)
         key, edge = self._matches(
-            self._known_codes(self.nodes.code, from_ids), self._known_codes(self.nodes.code, to_ids),
-            self._known_codes(self.relationships.code, relationships),
-        )  # fmt: skip
+            self.nodes.known(from_ids), self.nodes.known(to_ids), self.relationships.known(relationships)
+        )
         np.fmin.at(out, key, self._edges.rows["weight"][edge].astype(np.float64))
         return out
-
-    @staticmethod
-    def _known_codes(codes: dict[str, int], names: Sequence[str]) -> np.ndarray:
-        """Codes of ``names``, -1 for a name without one (none is given here)."""
-        return np.fromiter((codes.get(n, -1) for n in names), dtype=np.int32, count=len(names))
 
     def _matches(self, f: np.ndarray, t: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pairs (i, edge id): the stored edges whose key is key i = (f[i], t[i], r[i]), for
