@@ -69,10 +69,18 @@ async def hold_a_write(service: MemoryService, noted: ThreadNotingStore, content
     return writing
 
 
-def test_short_calls_move_to_the_loop_after_the_first(demo, monkeypatch):
-    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)  # every kind counts as short
+def placed(demo, monkeypatch, *, inline_below: float, threads_wait: float | None = None):
+    """The demo store behind a ThreadNotingStore and a MemoryService, with the placement's
+    thresholds set: INLINE_BELOW_SECONDS 3600 makes every kind of call short, 0 long."""
+    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", inline_below)
+    if threads_wait is not None:
+        monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", threads_wait)
     noted = ThreadNotingStore(demo)
-    service = MemoryService(noted)  # type: ignore[arg-type]
+    return noted, MemoryService(noted)  # type: ignore[arg-type]
+
+
+def test_short_calls_move_to_the_loop_after_the_first(demo, monkeypatch):
+    noted, service = placed(demo, monkeypatch, inline_below=3600.0)
 
     async def calls() -> tuple[int, list[int]]:
         sizes = [len((await service.search_memories(keyword())).memories) for _ in range(3)]
@@ -84,9 +92,7 @@ def test_short_calls_move_to_the_loop_after_the_first(demo, monkeypatch):
 
 
 def test_calls_that_embed_or_write_always_run_in_a_thread(demo, monkeypatch):
-    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
-    noted = ThreadNotingStore(demo)
-    service = MemoryService(noted)  # type: ignore[arg-type]
+    noted, service = placed(demo, monkeypatch, inline_below=3600.0)
     write = pb.StoreMemoryRequest(contact_id=CONTACT, content="asked about the warranty", memory_type="note")
 
     async def calls() -> int:
@@ -101,9 +107,7 @@ def test_calls_that_embed_or_write_always_run_in_a_thread(demo, monkeypatch):
 
 
 def test_long_calls_stay_in_a_thread(demo, monkeypatch):
-    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 0.0)  # every kind counts as long
-    noted = ThreadNotingStore(demo)
-    service = MemoryService(noted)  # type: ignore[arg-type]
+    noted, service = placed(demo, monkeypatch, inline_below=0.0)
 
     async def calls() -> int:
         for _ in range(3):
@@ -115,9 +119,7 @@ def test_long_calls_stay_in_a_thread(demo, monkeypatch):
 
 def test_nothing_runs_on_the_loop_while_a_store_call_runs_in_a_thread(demo, monkeypatch):
     """A write in a thread may hold the store's lock: a search on the loop would wait for it."""
-    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
-    noted = ThreadNotingStore(demo)
-    service = MemoryService(noted)  # type: ignore[arg-type]
+    noted, service = placed(demo, monkeypatch, inline_below=3600.0)
 
     async def calls() -> tuple[int, int]:
         writing = await hold_a_write(service, noted, "asked about the warranty")
@@ -136,10 +138,7 @@ def test_nothing_runs_on_the_loop_while_a_store_call_runs_in_a_thread(demo, monk
 def test_a_short_call_waits_for_the_threads_then_runs_on_the_loop(demo, monkeypatch):
     """It does not join them in a thread: under concurrency some call was always in a thread,
     so a busy server stayed in threads for good (the cost ~1.5x per call, docs/benchmarks.md)."""
-    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
-    monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", 30.0)
-    noted = ThreadNotingStore(demo)
-    service = MemoryService(noted)  # type: ignore[arg-type]
+    noted, service = placed(demo, monkeypatch, inline_below=3600.0, threads_wait=30.0)
 
     async def calls() -> tuple[int, int]:
         writing = await hold_a_write(service, noted, "asked about the gift wrap")
@@ -160,10 +159,7 @@ def test_a_short_call_waits_for_the_threads_then_runs_on_the_loop(demo, monkeypa
 def test_a_call_whose_caller_is_cancelled_counts_until_its_thread_ends(demo, monkeypatch):
     """A cancelled caller (e.g. its deadline passed) does not stop the thread, which may still
     hold the store's lock: a short call must not take it for gone and run on the loop."""
-    monkeypatch.setattr(service_module, "INLINE_BELOW_SECONDS", 3600.0)
-    monkeypatch.setattr(service_module, "THREADS_WAIT_SECONDS", 0.0)
-    noted = ThreadNotingStore(demo)
-    service = MemoryService(noted)  # type: ignore[arg-type]
+    noted, service = placed(demo, monkeypatch, inline_below=3600.0, threads_wait=0.0)
 
     async def calls() -> int:
         writing = await hold_a_write(service, noted, "asked about the invoice copy")
