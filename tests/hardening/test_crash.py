@@ -126,7 +126,7 @@ async def test_acknowledged_memories_survive_repeated_kill_9(tmp_path: Path) -> 
         rows = {
             row[0]: row[1:]
             for row in con.execute(
-                """SELECT m.id, m.embedding IS NOT NULL,
+                """SELECT m.id, m.embedded,
                           (SELECT count(*) FROM postings p WHERE p.seq = m.seq),
                           (SELECT count(*) FROM memory_links l WHERE l.seq = m.seq),
                           (SELECT count(*) FROM edges e WHERE e.from_id = m.contact_id

@@ -11,13 +11,14 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
-from ventros_server.memory import EmbedderMismatchError, SchemaTooNewError, open_store
+from ventros_server.memory import DuckDBStore, EmbedderMismatchError, SchemaTooNewError, open_store
 from ventros_server.memory import schema as schema_mod
 from ventros_server.memory.embedders.offline import OfflineEmbedder
 from ventros_server.memory.store import NewMemory, RelatedRef, SearchMode, SearchQuery
 
-from .conftest import JOAO
+from .conftest import JOAO, StoredOfflineEmbedder
 
 
 def search_ids(store, query: str, mode: SearchMode) -> set[str]:  # type: ignore[no-untyped-def]
@@ -159,6 +160,31 @@ def test_embedder_mismatch_is_refused_and_reembed_fixes_it(tmp_path: Path) -> No
     finally:
         store.close()
     open_store(path, embedder=OfflineEmbedder(dim=128)).close()  # now recorded as the embedder
+
+
+def test_reembedding_moves_vectors_into_and_out_of_the_file(tmp_path: Path) -> None:
+    """An embedder that is not recomputable gets every vector written into the file; back to
+    the offline one, the bytes are dropped and opening computes the vectors again."""
+    path = str(tmp_path / "moves.duckdb")
+    with open_store(path) as store:
+        store.store_memory(NewMemory(JOAO, "Loves espresso", "preference"))
+        store.store_memory(NewMemory(JOAO, "no vector for this one", "fact", embed=False))
+    stored = StoredOfflineEmbedder()
+    with open_store(path, embedder=stored, reembed=True) as store:
+        assert _vector_columns(store) == [(True, 1536), (False, None)]
+        assert search_ids(store, "espresso lover", SearchMode.VECTOR)
+    with open_store(path, reembed=True) as store:
+        assert _vector_columns(store) == [(True, None), (False, None)]
+        assert store.vectors.count == 1
+        assert (
+            store.vectors.vectors(np.array([0]))[0].tobytes() == stored.embed(["Loves espresso"])[0].tobytes()
+        )
+
+
+def _vector_columns(store: DuckDBStore) -> list[tuple[bool, int | None]]:
+    return store._con.execute(
+        "SELECT embedded, octet_length(embedding) FROM memories ORDER BY seq"
+    ).fetchall()
 
 
 def test_the_store_connection_runs_without_late_materialization(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from ventros_server.memory import DuckDBStore, duckdb_store, import_jsonl, impor
 from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
 from ventros_server.memory.vectors import GROWTH, VectorIndex
 
+from .conftest import StoredOfflineEmbedder
+
 DIM = 8
 
 
@@ -55,10 +57,12 @@ def test_reserve_makes_room_once() -> None:
     assert index._matrix is matrix
 
 
-def test_a_batch_starting_with_a_memory_without_vector_is_written() -> None:
-    """The embedding column of such a batch starts with None: registered with DuckDB's full type
-    sample, not the one-value one (which fails on a leading None)."""
-    store = DuckDBStore(":memory:", make_embedder("offline"))
+@pytest.mark.parametrize("stored", [False, True], ids=["recomputed", "stored"])
+def test_a_batch_starting_with_a_memory_without_vector_is_written(stored: bool) -> None:
+    """The vector column of such a batch starts with None: registered with DuckDB's full type
+    sample, not the one-value one (which fails on a leading None). A recomputable embedder's
+    vectors are not in the file at all, only whether the memory has one."""
+    store = DuckDBStore(":memory:", StoredOfflineEmbedder() if stored else make_embedder("offline"))
     contact = str(uuid.uuid4())
     memories = [
         NewMemory(contact_id=contact, content=f"nota {i} sobre entrega", memory_type="fact", embed=i % 2 == 1)
@@ -66,9 +70,9 @@ def test_a_batch_starting_with_a_memory_without_vector_is_written() -> None:
     ]
     assert store.add_memories(memories) == 200
     counts = store._con.execute(
-        "SELECT count(*), count(embedding), count(DISTINCT id) FROM memories"
+        "SELECT count(*), count_if(embedded), count(embedding), count(DISTINCT id) FROM memories"
     ).fetchone()
-    assert counts == (200, 100, 200)
+    assert counts == (200, 100, 100 if stored else 0, 200)
     assert store.vectors.count == 100
 
 
@@ -119,38 +123,42 @@ def test_import_reserves_from_the_file_size(tmp_path: Path, parallel: bool) -> N
         store.close()
 
 
-def test_a_version_2_file_is_migrated_with_its_memories(tmp_path: Path) -> None:
-    """Version 3 rebuilds the memories table (embedding stored uncompressed): rows, vectors
-    and search survive, and later checkpoints write the embedding column uncompressed."""
-    path = str(tmp_path / "v2.duckdb")
+def _file_at_version(path: str, version: int, contact: str, contents: list[str]) -> np.ndarray:
+    """A file as release ``version`` wrote it: memories with their vector bytes (all but the
+    first, written without a vector); returns the vectors."""
     con = duckdb.connect(path)
-    schema.migrate(con, target=2)
+    schema.migrate(con, target=version)
     con.execute(
         "INSERT INTO store_info VALUES ('embedder_name', 'offline-hash-v1-384'), ('embedder_dim', '384')"
     )
+    vectors = make_embedder("offline").embed(contents)
+    for seq, (content, vector) in enumerate(zip(contents, vectors, strict=True)):
+        con.execute(
+            "INSERT INTO memories VALUES (?, ?, ?, ?, 'complaint', NULL, now()::TIMESTAMP, 4, ?)",
+            [seq, str(uuid.uuid4()), contact, content, vector.tobytes() if seq else None],
+        )
     con.close()
-    # Memories written by the version-2 schema (this code's write path is the same).
+    return vectors
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_file_is_migrated_with_its_memories_and_vectors(tmp_path: Path, version: int) -> None:
+    """Version 3 rebuilds the memories table (embedding stored uncompressed); version 4 marks
+    the memories that have a vector. Rows, stored vectors and search survive; a memory without
+    a vector stays without; later checkpoints write the embedding column uncompressed."""
+    path = str(tmp_path / f"v{version}.duckdb")
     contact = str(uuid.uuid4())
-    older = schema.MIGRATIONS
-    try:
-        schema.MIGRATIONS = older[:2]
-        schema.LATEST = 2
-        with DuckDBStore(path, make_embedder("offline")) as store:
-            assert store.schema_version() == 2
-            written = [
-                store.store_memory(NewMemory(contact, f"pedido {i} atrasado na entrega", "complaint"))
-                for i in range(30)
-            ]
-    finally:
-        schema.MIGRATIONS, schema.LATEST = older, older[-1][0]
+    vectors = _file_at_version(path, version, contact, [f"pedido {i} atrasado na entrega" for i in range(30)])
     with DuckDBStore(path, make_embedder("offline")) as store:
-        assert store.schema_version() == schema.LATEST == 3
-        assert store.vectors.count == 30
-        for record in written:
-            seq = store._scalar("SELECT seq FROM memories WHERE id = ?", [record.id])
-            np.testing.assert_array_equal(store.vectors.vectors(np.array([seq]))[0], record.embedding)
+        assert store.schema_version() == schema.LATEST == 4
+        assert store._con.execute("SELECT count_if(embedded), count(embedding) FROM memories").fetchone() == (
+            29,
+            29,
+        )
+        assert store.vectors.count == 29
+        np.testing.assert_array_equal(store.vectors.vectors(np.arange(1, 30)), vectors[1:])
         found = store.search(SearchQuery(contact, "pedido 7 atrasado", mode=SearchMode.VECTOR, limit=1))
-        assert found.memories[0].memory.id == written[7].id
+        assert found.memories[0].memory.content == "pedido 7 atrasado na entrega"
         store._con.execute("CHECKPOINT")
         methods = {
             row[0]
@@ -248,7 +256,7 @@ def test_worker_vectors_come_back_through_shared_memory_exact_and_unlinked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The worker hands a chunk's vectors over in a shared memory block: the importing process
-    gets the same float32 rows and base64 text as parsing the chunk itself, and unlinks it."""
+    gets the same float32 rows as parsing the chunk itself, and unlinks it."""
     names: list[str] = []
     original = importer._from_shared
 
@@ -267,7 +275,6 @@ def test_worker_vectors_come_back_through_shared_memory_exact_and_unlinked(
         assert got.memories is not None and want.memories is not None
         assert got.memories.vectors is not None and want.memories.vectors is not None
         assert got.memories.vectors.tobytes() == want.memories.vectors.tobytes()
-        assert list(got.memories.vector_text()) == list(want.memories.vector_text())
 
 
 def test_stopping_an_import_unlinks_the_blocks_of_chunks_not_read(monkeypatch: pytest.MonkeyPatch) -> None:

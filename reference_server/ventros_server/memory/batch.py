@@ -75,9 +75,6 @@ class MemoryBatch:
     vectors: np.ndarray | None = None
     #: Keyword terms (text.term_hashes of ``contents``); None until hashed.
     terms: text.Grams | None = field(default=None)
-    #: Per memory, its vector as base64 text (None where not embedded), as DuckDB ingests it
-    #: (vector_text()); None until encoded.
-    vector_b64: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -133,7 +130,6 @@ class MemoryBatch:
             link_strengths=self.link_strengths[link_keep],
             vectors=vectors,
             terms=terms,
-            vector_b64=None if self.vector_b64 is None else self.vector_b64[keep],
         )
 
     @classmethod
@@ -163,51 +159,30 @@ class MemoryBatch:
             )
             if ready
             else None,
-            vector_b64=np.concatenate([b.vector_b64 for b in batches])  # type: ignore[misc]
-            if all(b.vector_b64 is not None for b in batches)
-            else None,
         )
 
     def vector_text(self) -> np.ndarray:
-        """``vector_b64``, encoded now if it was not (see base64_rows)."""
-        if self.vector_b64 is None:
-            assert self.vectors is not None
-            self.vector_b64 = base64_rows(self.vectors, self.embed)
-        return self.vector_b64
+        """Each memory's vector as base64 text (None where not embedded): see base64_rows."""
+        assert self.vectors is not None
+        return base64_rows(self.vectors, self.embed)
 
 
 def base64_rows(vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Each embedded memory's float32 row as base64 text (None for the others): what the store
-    inserts, through DuckDB's from_base64. A numpy column of bytes objects costs DuckDB ~7-40 us
-    per value to scan, unhex of hex text ~10 us; base64 text decodes ~5x faster than hex
-    (measured on 20k rows: 0.04 s against 0.19 s). When a row's bytes are a multiple of 3
-    (dim % 3 == 0, e.g. 384), the base64 of the whole matrix is the rows' base64 end to end:
-    one encode call, then slices."""
+    inserts, through DuckDB's from_base64, when it stores vectors (an embedder that is not
+    ``recomputable``). A numpy column of bytes objects costs DuckDB ~7-40 us per value to scan,
+    unhex of hex text ~10 us; base64 text decodes ~5x faster than hex (measured on 20k rows:
+    0.04 s against 0.19 s). When a row's bytes are a multiple of 3 (dim % 3 == 0, e.g. 384),
+    the base64 of the whole matrix is the rows' base64 end to end: one encode call, then slices."""
     rows = np.ascontiguousarray(vectors, dtype=np.float32)
-    if len(rows) and rows.shape[1] * 4 % 3 == 0:
-        return split_base64(base64.b64encode(rows.data).decode("ascii"), rows.shape[1], mask)
     out = np.full(len(mask), None, dtype=object)
-    if len(rows):
-        out[np.flatnonzero(mask)] = [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
-    return out
-
-
-def split_base64(joined: str | memoryview, dim: int, mask: np.ndarray) -> np.ndarray:
-    """base64_rows from the base64 of the whole float32 matrix (``dim * 4 % 3 == 0``, so each
-    row's text is a whole number of 4-character groups), as text or as ASCII bytes: the
-    importer gets a worker's vectors this way (importer._from_shared). From bytes, each row's
-    str is decoded from its slice (latin-1: ASCII in, the same compact str out), ~3x faster
-    than decoding the whole then slicing (a copy less)."""
-    width = dim * 4
-    assert width % 3 == 0, "rows do not end on a base64 group"
-    step = width // 3 * 4
-    out = np.full(len(mask), None, dtype=object)
-    if isinstance(joined, str):
-        out[np.flatnonzero(mask)] = _pieces(joined, step)
+    if not len(rows):
+        return out
+    width = rows.shape[1] * 4
+    if width % 3 == 0:
+        out[np.flatnonzero(mask)] = _pieces(base64.b64encode(rows.data).decode("ascii"), width // 3 * 4)
     else:
-        out[np.flatnonzero(mask)] = [
-            str(joined[i : i + step], "latin-1") for i in range(0, len(joined), step)
-        ]
+        out[np.flatnonzero(mask)] = [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
     return out
 
 
@@ -300,5 +275,4 @@ __all__ = [
     "from_micros",
     "micros",
     "new_uuids",
-    "split_base64",
 ]

@@ -23,9 +23,12 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ from . import churn, graph, ranking, schema, text
 from .batch import NO_TIME, MemoryBatch, embed_batch, from_micros, micros
 from .contact_index import ContactIndex, ContactView, NewRows
 from .edge_index import EdgeIndex
-from .embedders import Embedder
+from .embedders import Embedder, recomputable
 from .linked_entities import LinkedEntities
 from .memory_rows import MemoryRows
 from .node_index import MESSAGES, PROFILE, NodeIndex
@@ -67,6 +70,8 @@ log = logging.getLogger("ventros.memory.store")
 
 #: Memories per query when loading the vectors at open (~12 MiB of BLOBs at 384 dimensions).
 _LOAD_CHUNK = 8_192
+#: Memories per query and per embedding task when computing vectors at open.
+_COMPUTE_CHUNK = 32_768
 #: DuckDB's checkpoint_threshold for the store (see DuckDBStore.__init__).
 CHECKPOINT_THRESHOLD = "4MB"
 #: What _release_cached_memory leaves of DuckDB's cache of file blocks (and its threshold).
@@ -277,18 +282,12 @@ class DuckDBStore:
 
     def _reembed_all(self) -> None:
         log.warning("re-embedding every memory of %s with %s", self.path, self.embedder.name)
-        rows = self._con.execute("SELECT seq, content FROM memories WHERE embedding IS NOT NULL").fetchall()
         self._con.execute("BEGIN TRANSACTION")
         try:
-            for start in range(0, len(rows), BULK_CHUNK):
-                chunk = rows[start : start + BULK_CHUNK]
-                vectors = self.embedder.embed([content for _, content in chunk])
-                batch = {"seq": [s for s, _ in chunk], "hex": _hex_rows(vectors)}
-                with self._rows("b", batch) as (source, params):
-                    self._con.execute(
-                        f"UPDATE memories SET embedding = unhex(b.hex) FROM {source} WHERE memories.seq = b.seq",
-                        params,
-                    )
+            if recomputable(self.embedder):  # computed when the store opens, from now on
+                self._con.execute("UPDATE memories SET embedding = NULL WHERE embedded")
+            else:
+                self._store_new_vectors()
             self._record_embedder()
             self._con.execute("COMMIT")
         except Exception:
@@ -298,12 +297,28 @@ class DuckDBStore:
             for suffix in (".hnsw", ".hnsw.json"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
+    def _store_new_vectors(self) -> None:
+        rows = self._con.execute("SELECT seq, content FROM memories WHERE embedded").fetchall()
+        for start in range(0, len(rows), BULK_CHUNK):
+            chunk = rows[start : start + BULK_CHUNK]
+            vectors = self.embedder.embed([content for _, content in chunk])
+            batch = {"seq": [s for s, _ in chunk], "hex": _hex_rows(vectors)}
+            with self._rows("b", batch) as (source, params):
+                self._con.execute(
+                    f"UPDATE memories SET embedding = unhex(b.hex) FROM {source} WHERE memories.seq = b.seq",
+                    params,
+                )
+
     def _load_vectors(self) -> None:
+        self.vectors.reserve(self._next_seq)  # sized once, not grown (and copied) per range
+        self._load_stored_vectors()
+        self._compute_vectors()
+
+    def _load_stored_vectors(self) -> None:
         # In ranges of seq, one query each: a single query materialises every BLOB of the table
         # in DuckDB before the first fetch (a 14k-memory store: +30 MiB at open that stayed
         # resident; at 1M, gigabytes). Rows are stored in seq order, so each range reads only
         # its own row groups.
-        self.vectors.reserve(self._next_seq)  # sized once, not grown (and copied) per range
         for low in range(0, self._next_seq, _LOAD_CHUNK):
             rows = self._con.execute(
                 "SELECT seq, embedding FROM memories WHERE seq >= ? AND seq < ? AND embedding IS NOT NULL",
@@ -313,6 +328,34 @@ class DuckDBStore:
                 seqs = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
                 flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
                 self.vectors.add(seqs, flat.reshape(len(rows), self.embedder.dim))
+
+    def _compute_vectors(self) -> None:
+        """The vectors the file does not hold (a recomputable embedder's), from the contents.
+
+        Embedded on threads, the queries on this one: the offline embedder's numpy work runs
+        outside the GIL (200k contents in 1.4 s on two threads, 2.4 s on one). At most two
+        ranges wait ahead of the one being added."""
+        pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for low in range(0, self._next_seq, _COMPUTE_CHUNK):
+                columns = self._con.execute(
+                    "SELECT seq, content FROM memories "
+                    "WHERE seq >= ? AND seq < ? AND embedded AND embedding IS NULL",
+                    [low, low + _COMPUTE_CHUNK],
+                ).fetchnumpy()
+                if len(columns["seq"]):
+                    contents = columns["content"].tolist()
+                    pending.append(
+                        (columns["seq"].astype(np.int64), pool.submit(self.embedder.embed, contents))
+                    )
+                while len(pending) > 2:
+                    self._add_computed(pending.popleft())
+            while pending:
+                self._add_computed(pending.popleft())
+
+    def _add_computed(self, task: tuple[np.ndarray, Future[np.ndarray]]) -> None:
+        seqs, vectors = task
+        self.vectors.add(seqs, vectors.result())
 
     def _release_cached_memory(self) -> None:
         """Give back DuckDB's cached copies of file blocks and glibc's free heap (called after
@@ -554,12 +597,17 @@ class DuckDBStore:
             "metadata": batch.metadata,
             "created_at": batch.created_us.astype("datetime64[us]"),
             "doc_len": doc_len,
-            "b64": batch.vector_text(),
+            "embedded": batch.embed,
         }
+        # With a recomputable embedder the file holds no vector bytes (schema.py, version 4):
+        # they were ~90 % of the rows' bytes and the import's largest cost.
+        embedding = "NULL"
+        if not recomputable(self.embedder):
+            memory_rows["b64"], embedding = batch.vector_text(), "from_base64(b64)"
         with self._rows("new_memories", memory_rows) as (source, params):
             self._con.execute(
                 "INSERT INTO memories SELECT seq, id, contact_id, content, memory_type, metadata, created_at, "
-                f"doc_len, from_base64(b64) FROM {source}",
+                f"doc_len, {embedding}, embedded FROM {source}",
                 params,
             )
         postings = {"term": unique[:, 1].astype(np.int64), "seq": unique[:, 0].astype(np.int64), "tf": tf}

@@ -18,7 +18,6 @@ so importing the same file twice does not duplicate anything.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -41,7 +40,7 @@ import numpy as np
 
 from ..heap import release_free_heap
 from ..validation import is_uuid
-from .batch import NO_TIME, MemoryBatch, MemoryBatchBuilder, embed_batch, from_micros, micros, split_base64
+from .batch import NO_TIME, MemoryBatch, MemoryBatchBuilder, embed_batch, from_micros, micros
 from .embedders.offline import OfflineEmbedder
 from .store import (
     Contact,
@@ -296,18 +295,17 @@ class _Parsed:
     last_line: int
     chars: int  # characters in the chunk's lines (the importer's size estimate uses it)
     #: From the worker: the memories' vectors are in a shared memory block (see _to_shared):
-    #: (its name, rows, dim, characters of base64 after the float32 rows).
-    shared: tuple[str, int, int, int] | None = None
+    #: (its name, rows, dim).
+    shared: tuple[str, int, int] | None = None
 
 
 _embedders: dict[int, OfflineEmbedder] = {}
 
 
-def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None, *, encode: bool = True) -> _Parsed:
+def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
     """Parse and validate a chunk (line numbers from ``first_line``); with ``embed_dim``, also
     embed its memories with the offline embedder of that dimension (in a worker process, this
-    is the work taken off the process that writes) and, with ``encode``, make the store's
-    base64 of the vectors."""
+    is the work taken off the process that writes)."""
     items: dict[str, list[Any]] = {}
     builder = MemoryBatchBuilder()
     errors: list[tuple[int, str]] = []
@@ -341,8 +339,6 @@ def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None, *, en
     if memories is not None and embed_dim is not None:
         embedder = _embedders.get(embed_dim) or _embedders.setdefault(embed_dim, OfflineEmbedder(embed_dim))
         embed_batch(memories, embedder)
-        if encode:
-            memories.vector_text()  # the store's encoding of the vectors
     return _Parsed(items, memories, errors, line_no, sum(map(len, lines)))
 
 
@@ -361,55 +357,45 @@ def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int
 
 def _worker_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
     """_parse_chunk in the worker process, its vectors handed over in shared memory."""
-    parsed = _parse_chunk(first_line, lines, embed_dim, encode=False)
+    parsed = _parse_chunk(first_line, lines, embed_dim)
     _to_shared(parsed)
     return parsed
 
 
 def _to_shared(parsed: _Parsed) -> None:
-    """Move a parsed chunk's vectors (float32 rows for the index, then their base64 for
-    DuckDB) into a new shared memory block, which the importing process maps, copies and
-    unlinks (_from_shared). Pickled through the pool's pipe they were ~70 MB per 20k
-    memories, received by a thread of the importing process competing with the writes
-    (~1.7 s per 200k). The block stays registered with multiprocessing's resource tracker
-    (shared by both processes), which unlinks it if the importing process never does."""
+    """Move a parsed chunk's vectors into a new shared memory block, which the importing process
+    maps, copies and unlinks (_from_shared). Pickled through the pool's pipe they were ~30 MB
+    per 20k memories, received by a thread of the importing process competing with the writes
+    (~1.7 s per 200k, with their base64 then). The block stays registered with
+    multiprocessing's resource tracker (shared by both processes), which unlinks it if the
+    importing process never does."""
     batch = parsed.memories
-    if batch is None or batch.vectors is None or not len(batch.vectors) or batch.vectors.shape[1] * 4 % 3:
-        if batch is not None and batch.vectors is not None:
-            batch.vector_text()
+    if batch is None or batch.vectors is None or not batch.vectors.size:
         return
     rows = np.ascontiguousarray(batch.vectors, dtype=np.float32)
-    text = base64.b64encode(rows.data)
-    block = shared_memory.SharedMemory(create=True, size=rows.nbytes + len(text))
+    block = shared_memory.SharedMemory(create=True, size=rows.nbytes)
     try:
-        buf = block.buf
-        assert buf is not None
-        np.ndarray(rows.shape, np.float32, buffer=buf)[:] = rows
-        buf[rows.nbytes : rows.nbytes + len(text)] = text
+        assert block.buf is not None
+        np.ndarray(rows.shape, np.float32, buffer=block.buf)[:] = rows
     except BaseException:
         block.close()
         block.unlink()
         raise
     block.close()
-    parsed.shared = (block.name, rows.shape[0], rows.shape[1], len(text))
-    batch.vectors = batch.vector_b64 = None
+    parsed.shared = (block.name, rows.shape[0], rows.shape[1])
+    batch.vectors = None
 
 
 def _from_shared(parsed: _Parsed) -> _Parsed:
     """The chunk with its vectors back from shared memory (the block is unlinked)."""
     if parsed.shared is None:
         return parsed
-    name, count, dim, text_len = parsed.shared
+    name, count, dim = parsed.shared
     parsed.shared = None
     block = shared_memory.SharedMemory(name=name)
     try:
-        size, buf = count * dim * 4, block.buf
-        assert buf is not None
-        batch = parsed.memories
-        assert batch is not None
-        batch.vectors = np.frombuffer(buf, np.float32, count * dim).reshape(count, dim).copy()
-        with buf[size : size + text_len] as text:
-            batch.vector_b64 = split_base64(text, dim, batch.embed)
+        assert block.buf is not None and parsed.memories is not None
+        parsed.memories.vectors = np.frombuffer(block.buf, np.float32, count * dim).reshape(count, dim).copy()
     finally:
         block.close()
         block.unlink()

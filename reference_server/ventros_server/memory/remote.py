@@ -496,6 +496,7 @@ class RemoteEmbedder:
     def __init__(self, store: RemoteStore) -> None:
         self._store = store
         self.name, self.dim = store._call("describe_embedder")
+        self.recomputable = False  # only the owner's store decides what it stores
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self._store._call("embed", list(texts))  # type: ignore[no-any-return]

@@ -11,9 +11,13 @@ Design notes:
   "vectors with seq > N" is how the index catches up after a crash.
 * Keyword postings store a 63-bit hash of each folded term (text.py), not the term itself:
   integer columns insert and compare far faster than strings, and nothing needs the text back.
-* Embeddings are float32 bytes in a BLOB (row-aligned with the memory, so a commit has both),
-  stored uncompressed (version 3): random-looking floats never compress, and trying cost a
-  bulk import's checkpoint more than writing them.
+* ``embedded`` says whether a memory has a vector (version 4). Its float32 bytes are in the
+  ``embedding`` BLOB (row-aligned with the memory, so a commit has both, stored uncompressed
+  since version 3: random-looking floats never compress, and trying cost a bulk import's
+  checkpoint more than writing them) unless the recorded embedder is ``recomputable`` (the
+  offline one): then ``embedding`` is NULL and the store computes the vector from the content
+  when it opens. Vector bytes were ~90 % of a memory's size in the file and the largest cost
+  of a bulk import (docs/memory.md, "Import").
 * JSON-ish values (metadata, tags, custom_fields, properties) are stored as JSON text.
 * Times are TIMESTAMP in UTC (naive in the database, made timezone-aware when read).
 * Document frequencies are not stored: they are tallied from ``postings`` when the store opens
@@ -80,6 +84,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "INSERT INTO memories_v3 SELECT * FROM memories ORDER BY seq",
             "DROP TABLE memories",
             "ALTER TABLE memories_v3 RENAME TO memories",
+        ],
+    ),
+    (
+        4,
+        "memories.embedded: whether a memory has a vector; with an embedder whose vectors are "
+        "recomputed at open (the offline one) embedding is NULL, a vector of 1.5 KB less per memory",
+        # Files written before keep their vector bytes, and those are what opening reads.
+        [
+            "ALTER TABLE memories ADD COLUMN embedded BOOLEAN DEFAULT false",
+            "UPDATE memories SET embedded = embedding IS NOT NULL",
         ],
     ),
 ]

@@ -9,6 +9,11 @@
 
 The store records ``embedder.name`` and ``embedder.dim`` and refuses to open with another one,
 since vectors from two embedders are not comparable.
+
+An embedder whose ``recomputable`` is true gives the same vector for the same text in every
+process and every release that keeps its name, at microseconds per text. The store does not
+write such vectors into its file: it computes them again when it opens (docs/memory.md,
+"Storage and durability"). A change to what such an embedder computes must change its name.
 """
 
 from __future__ import annotations
@@ -23,10 +28,19 @@ class Embedder(Protocol):
     #: Identifies the vector space: two embedders with the same name give comparable vectors.
     name: str
     dim: int
+    #: Vectors are a cheap, pure function of (name, text): the store may recompute them instead
+    #: of storing them (see the module docstring).
+    recomputable: bool
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """float32 array (len(texts), dim), each row L2-normalised (or all zeros for empty text)."""
         ...
+
+
+def recomputable(embedder: Embedder) -> bool:
+    """Whether the store may recompute this embedder's vectors instead of storing them (False
+    for an embedder without the attribute: storing is always safe)."""
+    return bool(getattr(embedder, "recomputable", False))
 
 
 def make_embedder(name: str = "offline", **options: Any) -> Embedder:
@@ -51,4 +65,4 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
-__all__ = ["Embedder", "l2_normalise", "make_embedder"]
+__all__ = ["Embedder", "l2_normalise", "make_embedder", "recomputable"]

@@ -15,6 +15,7 @@ import numpy as np
 class MiniLMEmbedder:
     name = "minilm-l6-v2"
     dim = 384
+    recomputable = False  # a model run per text: milliseconds, so its vectors are stored
 
     def __init__(self, device: str | None = "cpu", batch_size: int = 64) -> None:
         try:

@@ -25,6 +25,9 @@ class EmbeddingAPIError(RuntimeError):
 
 
 class OpenAIEmbedder:
+    #: A network call per batch, and a hosted model may change behind its name: vectors are stored.
+    recomputable = False
+
     def __init__(
         self,
         *,
