@@ -275,6 +275,52 @@ def test_bulk_segments_equal_an_index_loaded_from_the_file(
         reopened.close()
 
 
+def _bulk_write(store: DuckDBStore) -> None:
+    with store.bulk_load():
+        links = [[RelatedRef("order", f"ord-{i % 4}", "mentioned", 0.5)] for i in range(40)]
+        owners = [JOAO if i % 2 else OTHER for i in range(40)]
+        store.add_memories(
+            [NewMemory(owners[i], f"bulk delivery note {i}", "fact", related=links[i]) for i in range(40)]
+        )
+        store.store_memory(NewMemory(JOAO, "one more delivery note", "fact"))
+
+
+def test_a_bulk_load_ends_with_its_indexes_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold runs beside the last COMMIT: afterwards no contact or node has arrays of its
+    own, and the indexes hold what they held before folding."""
+    monkeypatch.setattr(contact_index, "_SEGMENT_MIN", 10**9)  # every contact gets own arrays
+    store = DuckDBStore(":memory:", make_embedder("offline"), clock=lambda: AS_OF)
+    folded: list[object] = []
+    fold = store._fold_indexes
+
+    def noting_fold() -> None:
+        folded.append((store.contacts.export(), sorted(store.edges.export())))
+        fold()
+
+    monkeypatch.setattr(store, "_fold_indexes", noting_fold)
+    _bulk_write(store)
+    assert folded == [(store.contacts.export(), sorted(store.edges.export()))]
+    assert not store.contacts._own and not store.contacts._segments and not store.edges._adj_own
+    found = store.search(SearchQuery(JOAO, "delivery", mode=SearchMode.KEYWORD, limit=100))
+    assert found.total_count == 21
+    store.close()
+
+
+def test_a_failed_fold_rebuilds_the_indexes_from_what_was_committed(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DuckDBStore(":memory:", make_embedder("offline"), clock=lambda: AS_OF)
+
+    def failing() -> None:
+        raise MemoryError("no room to fold")
+
+    monkeypatch.setattr(store, "_fold_indexes", failing)
+    with pytest.raises(MemoryError, match="no room to fold"):
+        _bulk_write(store)
+    assert store.counts()["memories"] == 41  # the COMMIT beside the fold went through
+    found = store.search(SearchQuery(JOAO, "delivery", mode=SearchMode.KEYWORD, limit=100))
+    assert found.total_count == 21
+    store.close()
+
+
 def test_a_script_without_a_main_guard_imports_with_its_worker(tmp_path: Path) -> None:
     """A 'spawn' worker used to re-run the parent's main module: an unguarded script ran
     again in it and died (the DuckDB file is locked by the parent). The worker no longer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -74,6 +75,49 @@ def test_a_batch_starting_with_a_memory_without_vector_is_written(stored: bool) 
     ).fetchone()
     assert counts == (200, 100, 100 if stored else 0, 200)
     assert store.vectors.count == 100
+
+
+def test_a_batchs_links_to_one_entity_become_one_edge_with_the_strongest_and_earliest() -> None:
+    """Memories of one batch linking a contact to the same entity (same relationship) make one
+    contact -> entity edge: the strongest link's weight, the earliest memory's time."""
+    store = DuckDBStore(":memory:", make_embedder("offline"))
+    contact, other = str(uuid.uuid4()), str(uuid.uuid4())
+    day = datetime(2024, 5, 1, tzinfo=UTC)
+    links = [  # (contact, strength, days after `day`, relationship)
+        (contact, 0.3, 2, "mentioned"),
+        (contact, 0.8, 3, "mentioned"),
+        (contact, 0.5, 1, "mentioned"),
+        (contact, 0.2, 4, "bought"),
+        (other, 0.4, 5, "mentioned"),
+    ]
+    store.add_memories(
+        [
+            NewMemory(
+                contact_id=owner,
+                content=f"note {i}",
+                memory_type="fact",
+                created_at=day + timedelta(days=days),
+                related=[RelatedRef("product", "p1", relationship, strength)],
+            )
+            for i, (owner, strength, days, relationship) in enumerate(links)
+        ]
+    )
+    rows = store._con.execute(
+        "SELECT from_id, relationship, weight, created_at FROM edges WHERE to_id = 'p1' ORDER BY from_id, relationship"
+    ).fetchall()
+    naive = day.replace(tzinfo=None)
+    assert sorted(rows) == sorted(
+        [
+            (contact, "bought", pytest.approx(0.2), naive + timedelta(days=4)),
+            (contact, "mentioned", pytest.approx(0.8), naive + timedelta(days=1)),
+            (other, "mentioned", pytest.approx(0.4), naive + timedelta(days=5)),
+        ]
+    )
+    assert sorted((f, r, round(w, 6)) for f, t, r, w, _ in store.edges.export() if t == "p1") == [
+        (contact, "bought", 0.2),
+        (contact, "mentioned", 0.8),
+        (other, "mentioned", 0.4),
+    ]
 
 
 def test_mixed_and_uniform_columns_register_as_their_types() -> None:

@@ -586,11 +586,11 @@ def _import(
         for kind in writers:  # contacts and entities first: they are what the rest refers to
             flush(kind)
         write_memories()
-    # The DuckDB store's search indexes hold an object per contact written since open; fold
-    # them into shared arrays now that the bulk of writes is done (the MemoryStore Protocol
-    # does not require it of other stores).
+    # The DuckDB store's bulk_load folded its search indexes (an object per contact written
+    # since open) into shared arrays at its end; a store without bulk_load is asked here (the
+    # MemoryStore Protocol does not require it).
     compact = getattr(store, "compact_indexes", None)
-    if compact is not None:
+    if compact is not None and bulk is None:
         compact()
     if progress:
         progress(line_no)
