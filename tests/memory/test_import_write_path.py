@@ -4,6 +4,8 @@ registering columns with DuckDB's one-value type sample, and the importer's size
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,6 +118,40 @@ def test_a_batchs_links_to_one_entity_become_one_edge_with_the_strongest_and_ear
     assert sorted((f, r, round(w, 6)) for f, t, r, w, _ in store.edges.export() if t == "p1") == sorted(
         [(contact, "bought", 0.2), (contact, "mentioned", 0.8), (other, "mentioned", 0.4)]
     )
+
+
+_COUNT_PANDAS_IMPORTS = """
+import builtins, sys, uuid
+from ventros_server.memory import DuckDBStore, make_embedder
+from ventros_server.memory.store import NewMemory, RelatedRef
+tries = 0
+real_import = builtins.__import__
+def counting(name, *args, **kwargs):
+    global tries
+    tries += name == "pandas"
+    return real_import(name, *args, **kwargs)
+store = DuckDBStore(":memory:", make_embedder("offline"))
+builtins.__import__ = counting
+contact = str(uuid.uuid4())
+store.add_memories([
+    NewMemory(contact, f"note {i} about the delivery", "fact", related=[RelatedRef("order", f"o{i}", "mentioned", 0.5)])
+    for i in range(3_000)
+])
+builtins.__import__ = real_import
+print(tries, store.counts()["memories"])
+"""
+
+
+@pytest.mark.skipif(not duckdb_store._PANDAS_MISSING, reason="pandas is installed: DuckDB finds the real one")
+def test_converting_rows_makes_duckdb_try_no_pandas_import() -> None:
+    """Without pandas, DuckDB tried `import pandas` for about every value of a string column
+    it scanned (42,934 tries for 60k memories). The store primes DuckDB's import cache with a
+    stand-in once per process (a fresh process here: that cache is global to it)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _COUNT_PANDAS_IMPORTS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "3000"]
 
 
 def test_mixed_and_uniform_columns_register_as_their_types() -> None:
