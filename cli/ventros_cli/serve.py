@@ -144,6 +144,15 @@ def serve(
             help="Option passed to the embedder; repeat for more.",
         ),
     ] = None,
+    reembed: Annotated[
+        bool,
+        typer.Option(
+            "--reembed",
+            help="If --db was built with another embedder, re-embed every memory with this one "
+            "(otherwise it is refused).",
+            rich_help_panel=BACKEND_PANEL,
+        ),
+    ] = False,
     llm: Annotated[
         str,
         typer.Option(
@@ -290,6 +299,7 @@ def serve(
         imports=import_files,
         embedder=embedder,
         embedder_options=_typed(parse_pairs(embedder_option, "--embedder-option")),
+        reembed=reembed,
         llm=llm,
         llm_options=_typed(parse_pairs(llm_option, "--llm-option")),
         memory_addr=state.memory_addr,

@@ -75,6 +75,8 @@ class ServeConfig:
     imports: list[str] = field(default_factory=list)
     embedder: str = "offline"
     embedder_options: dict[str, Any] = field(default_factory=dict)
+    #: Re-embed every memory if the store was built with another embedder (else refused).
+    reembed: bool = False
     llm: str = "offline"
     llm_options: dict[str, Any] = field(default_factory=dict)
     #: Where the agent service finds memory. Default: this process's memory port when both run,
@@ -523,7 +525,9 @@ def open_memory_store(config: ServeConfig) -> Any:
     store-owner process of ``ventros serve --workers N`` runs."""
     from . import memory
 
-    store = memory.open_store(config.db, embedder=config.embedder, **config.embedder_options)
+    store = memory.open_store(
+        config.db, embedder=config.embedder, reembed=config.reembed, **config.embedder_options
+    )
     try:
         if config.demo:
             log.info("loading the demo data set")

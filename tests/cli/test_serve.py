@@ -312,6 +312,33 @@ def test_import_then_serve_the_file(tmp_path):
     assert code == 0
 
 
+def test_serve_refuses_a_store_of_another_embedder_until_reembed(tmp_path):
+    """The refusal names the fix, and the fix exists: --reembed opens the store with the new
+    embedder and its memories are found with it."""
+    pytest.importorskip("ventros_server.memory")
+    from ventros_conformance import fixtures_path
+    from ventros_conformance.fixtures import CONTACT_A
+
+    db = str(tmp_path / "built-with-384.duckdb")
+    assert run_cli("memory", "import", str(fixtures_path()), "--db", db).code == 0
+    other = ("--only", "memory", "--memory-port", "0", "--db", db, "--embedder-option", "dim=128")
+    refused = run_cli("serve", *other)
+    assert refused.code == 1
+    assert "offline-hash-v1-384" in refused.stderr and "ventros serve --reembed" in refused.stderr
+    served = start_serve(*other, "--reembed", expect=("memory",))
+    try:
+        env = cli_env(MEMORY_SERVICE_GRPC=served.addresses["memory"])
+        found = run_cli(
+            "--json", "memory", "search", "--contact", CONTACT_A, "-q", "delivery delay", "--mode", "vector",
+            env=env,
+        )  # fmt: skip
+        assert found.code == 0, found.stderr
+        assert "delivery delay" in found.json()["memories"][0]["content"], found.stdout
+    finally:
+        code, _ = served.stop()
+    assert code == 0
+
+
 def test_conformance_against_the_demo_server(demo_server, tmp_path):
     pytest.importorskip("ventros_conformance")
     junit = tmp_path / "reports" / "memory.xml"

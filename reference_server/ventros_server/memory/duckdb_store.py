@@ -298,7 +298,7 @@ class DuckDBStore:
                     f"(dim {dim}), but it was opened with {ours[0]!r} (dim {ours[1]}); vectors of "
                     f"two embedders cannot be compared. Open it with the embedder it was built "
                     f"with ({name!r}), or re-embed every memory with the new one: "
-                    f"open_store(path, embedder=..., reembed=True) (CLI: --reembed)."
+                    f"open_store(path, embedder=..., reembed=True) (CLI: ventros serve --reembed)."
                 )
             self._reembed_all()
 
