@@ -9,12 +9,15 @@ The corpus (benchmarks/memory_corpus.py: ~100-character CRM memories in Portugue
 
 * **ours**: ``open_store(fresh DuckDB file)`` + ``import_jsonl(file)`` + ``close()`` with the
   default (offline) embedder: JSON parsing and validation, embedding, BM25 postings, entity
-  links and edges, all durable (the close includes DuckDB's checkpoint). Cells: seconds of
-  the import call, of the close, and memories per second open to close.
+  links and edges, all durable (the close includes DuckDB's checkpoint). Since schema version
+  4 the file does not hold the offline embedder's vectors (they are computed again when the
+  store opens: docs/memory.md, "Storage and durability"); they are computed during the import
+  and in the in-memory index when it returns. Cells: seconds of the import call, of the
+  close, and memories per second open to close.
 * **lancedb** (0.40, in-process, loaded by benchmarks.memory_search's peer loader): the same
   file read with ``pyarrow.json.read_json`` (C++, multi-threaded: the fastest reader its stack
   offers), the vectors computed by **our** offline embedder (LanceDB embeds nothing itself
-  here: it is given the same vectors we store), ``create_table`` (contact_id, content,
+  here: it is given the same vectors we compute), ``create_table`` (contact_id, content,
   memory_type, created_at, vector), then its full-text index on content
   (``create_fts_index``, the equivalent of our postings). Cells: seconds per step, and memories
   per second for all steps, and without the embedding step.
@@ -166,8 +169,9 @@ def main() -> None:
         print(row)
     print(
         "ventros 'write s' is the whole import_jsonl call (parse, validate, embed, postings, links,"
-        " DuckDB), 'total s' open to close;\nlancedb is given the vectors of our offline embedder"
-        " (its 'embed s' is our embedder), 'index s' is its full-text index build."
+        " DuckDB), 'total s' open to close; its file holds no vectors (the offline embedder's are"
+        " computed at open);\nlancedb is given the vectors of our offline embedder (its 'embed s'"
+        " is our embedder) and stores them, 'index s' is its full-text index build."
     )
 
 
