@@ -4,6 +4,7 @@ the offline embedder's output is pinned (stored databases depend on it)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ventros_server.memory import DuckDBStore, contact_index, import_jsonl, make_embedder, text
+from ventros_server.memory.batch import base64_rows
 from ventros_server.memory.importer import BadRecord, _main_module_not_inherited, _parse
 from ventros_server.memory.store import NewMemory, RelatedRef, SearchMode, SearchQuery
 
@@ -375,3 +377,17 @@ def test_every_export_of_the_memory_package_resolves_on_first_use() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dim", [384, 128], ids=["rows-on-base64-groups", "row-by-row"])
+def test_base64_rows_decode_to_each_embedded_row(dim: int) -> None:
+    """What the store inserts when it stores vectors: one base64 text per embedded memory, in
+    order, None for the others; 384 dims (a multiple of 3 bytes per row) slice one encoding,
+    128 encode row by row."""
+    rng = np.random.default_rng(3)
+    mask = np.array([True, False, True, True, False])
+    rows = rng.standard_normal((int(mask.sum()), dim)).astype(np.float32)
+    texts = base64_rows(rows, mask)
+    assert [t is None for t in texts] == [not m for m in mask]
+    decoded = [np.frombuffer(base64.b64decode(t), np.float32) for t in texts if t is not None]
+    np.testing.assert_array_equal(np.stack(decoded), rows)
