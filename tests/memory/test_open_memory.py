@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from ventros_server.heap import release_free_heap
 from ventros_server.memory import duckdb_store, load_demo, open_store
+from ventros_server.memory.memory_rows import MemoryRows
 from ventros_server.memory.store import NewMemory, SearchMode, SearchQuery
 
 from .conftest import StoredOfflineEmbedder
@@ -112,6 +113,24 @@ def test_a_recomputable_embedders_vectors_are_computed_at_open_not_stored(
             np.testing.assert_array_equal(store.vectors.vectors(np.array([seq]))[0], record.embedding)
         found = store.search(SearchQuery(contact, "parcel 17 customs", mode=SearchMode.VECTOR, limit=1))
         assert found.memories[0].memory.id == written[17].id
+
+
+def test_memory_rows_give_contents_by_seq_and_refuse_seqs_they_lack() -> None:
+    rows = MemoryRows()
+    rows.add(
+        np.array([0, 1, 3]),
+        ["a", "b", "c"],
+        ["k"] * 3,
+        ["zero", "um", "três"],
+        ["fact"] * 3,
+        [""] * 3,
+        [0] * 3,
+    )
+    assert rows.contents(np.array([0, 3])) == ["zero", "três"]
+    assert rows.contents(np.array([], dtype=np.int64)) == []
+    for missing in ([2], [3, 5]):
+        with pytest.raises(KeyError):
+            rows.contents(np.array(missing))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")

@@ -94,7 +94,7 @@ def _prime_duckdb_without_pandas() -> None:
 
     Scanning an object column, DuckDB 1.5 compares every value with pandas.NA and pandas.NaT
     (duckdb/duckdb#18640), importing pandas for that; a failed import is not cached, so it is
-    tried again, ~1.6 per value even with the marker above: 9.7 ms to insert 5,000 strings
+    tried again, ~1.6 per value even with _without_pandas_probe's marker: 9.7 ms to insert 5,000 strings
     against 1.8 ms once DuckDB has a module (`/tmp` timing). The stand-in's NA and NaT are
     objects no value is (None still becomes NULL); DataFrame and Series are classes nothing is
     an instance of. It is in sys.modules only while DuckDB converts one parameter, which loads
@@ -359,24 +359,26 @@ class DuckDBStore:
                 self.vectors.add(seqs, flat.reshape(len(rows), self.embedder.dim))
 
     def _compute_vectors(self) -> None:
-        """The vectors the file does not hold (a recomputable embedder's), from the contents.
+        """The vectors the file does not hold (a recomputable embedder's), from the contents
+        the memory rows hold (loaded just before).
 
-        Embedded on threads, the queries on this one: the offline embedder's numpy work runs
-        outside the GIL (200k contents in 1.4 s on two threads, 2.4 s on one). At most two
-        ranges wait ahead of the one being added."""
+        Embedded on threads: the offline embedder's numpy work runs outside the GIL (200k
+        contents in 1.4 s on two threads, 2.4 s on one). At most two ranges wait ahead of the
+        one being added."""
         pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for low in range(0, self._next_seq, _COMPUTE_CHUNK):
-                columns = self._con.execute(
-                    "SELECT seq, content FROM memories "
-                    "WHERE seq >= ? AND seq < ? AND embedded AND embedding IS NULL",
-                    [low, low + _COMPUTE_CHUNK],
-                ).fetchnumpy()
-                if len(columns["seq"]):
-                    contents = columns["content"].tolist()
-                    pending.append(
-                        (columns["seq"].astype(np.int64), pool.submit(self.embedder.embed, contents))
+                seqs = (
+                    self._con.execute(
+                        "SELECT seq FROM memories WHERE seq >= ? AND seq < ? AND embedded AND embedding IS NULL "
+                        "ORDER BY seq",
+                        [low, low + _COMPUTE_CHUNK],
                     )
+                    .fetchnumpy()["seq"]
+                    .astype(np.int64)
+                )
+                if len(seqs):
+                    pending.append((seqs, pool.submit(self.embedder.embed, self.rows.contents(seqs))))
                 while len(pending) > 2:
                     self._add_computed(pending.popleft())
             while pending:

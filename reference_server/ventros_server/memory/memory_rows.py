@@ -157,6 +157,14 @@ class MemoryRows:
             )
         return rows
 
+    def contents(self, seqs: np.ndarray) -> list[str]:
+        """The content of each of these seqs, all held (what the store embeds at open)."""
+        held = self._seqs.rows
+        positions = np.searchsorted(held, seqs)
+        if len(seqs) and (positions[-1] >= len(held) or not np.array_equal(held[positions], seqs)):
+            raise KeyError("memory rows do not hold every seq asked for")
+        return self._contents.many(positions)
+
     def nbytes(self) -> int:
         arrays = (self._seqs, self._created, self._contact_codes, self._type_codes)
         strings = (self._ids, self._contents, self._metadata)
