@@ -135,9 +135,13 @@ class OfflineEmbedder:
             (self._concepts(words), WEIGHTS["concept"]),
             *((batch.char_ngrams(n), WEIGHTS["char"]) for n in (3, 4, 5)),
         ]
-        dim = np.uint64(self.dim)
-        cells = np.concatenate([g.doc * self.dim + (g.hash % dim).astype(np.int64) for g, _ in features])
-        signs = np.concatenate([np.where((g.hash >> np.uint64(63)) == 1, -w, w) for g, w in features])
+        dim, top_bit = np.uint64(self.dim), np.uint64(63)
+        # The same values as `.astype(np.int64)` and `np.where(top bit, -w, w)`, with fewer
+        # passes: a view (every remainder fits) and a lookup by the top bit. For 3.5M features
+        # (~20k texts): signs 16.0 -> 4.7 ms, cells 21.2 -> 18.6 ms (`/tmp` timing); the whole
+        # embedder's gain is within run-to-run noise. The bytes are pinned by a test.
+        cells = np.concatenate([g.doc * self.dim + (g.hash % dim).view(np.int64) for g, _ in features])
+        signs = np.concatenate([np.array([w, -w])[(g.hash >> top_bit).view(np.int64)] for g, w in features])
         flat = np.bincount(cells, weights=signs, minlength=batch.size * self.dim)
         matrix = flat.reshape(batch.size, self.dim).astype(np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
