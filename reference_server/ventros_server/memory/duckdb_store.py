@@ -79,12 +79,6 @@ CHECKPOINT_THRESHOLD = "4MB"
 #: What _release_cached_memory leaves of DuckDB's cache of file blocks (and its threshold).
 _EVICT_MARGIN = 1024 * 1024
 
-#: DuckDB converting Python objects (a registered numpy object column, or statement parameters)
-#: tries `import pandas` for every value, to spot pandas' NA. Without pandas installed each of
-#: those failed imports searches sys.path again: registering 20k rows took 1.35 s instead of
-#: 0.09 s, and a StoreMemory 10.4 ms instead of 6.8 ms (measured). _without_pandas_probe() marks
-#: pandas as absent in sys.modules only around those calls (under the store's lock), so the
-#: import fails at once; the marker is removed right after: a lasting one breaks pyarrow.
 _PANDAS_MISSING = importlib.util.find_spec("pandas") is None
 
 
@@ -92,13 +86,18 @@ _PANDAS_MISSING = importlib.util.find_spec("pandas") is None
 def _prime_duckdb_without_pandas() -> None:
     """Give DuckDB's import cache a stand-in "pandas" once per process, when pandas is missing.
 
-    Scanning an object column, DuckDB 1.5 compares every value with pandas.NA and pandas.NaT
-    (duckdb/duckdb#18640), importing pandas for that; a failed import is not cached, so it is
-    tried again, ~1.6 per value even with _without_pandas_probe's marker: 9.7 ms to insert 5,000 strings
-    against 1.8 ms once DuckDB has a module (`/tmp` timing). The stand-in's NA and NaT are
-    objects no value is (None still becomes NULL); DataFrame and Series are classes nothing is
-    an instance of. It is in sys.modules only while DuckDB converts one parameter, which loads
-    it into DuckDB's cache (global to the process) for good."""
+    Converting Python objects (a registered numpy object column, statement parameters),
+    DuckDB 1.5 compares values with pandas.NA and pandas.NaT (duckdb/duckdb#18640) and imports
+    pandas for that. A failed import is not cached, so it was tried again, ~1.6 times per
+    scanned string: each try searched sys.path (registering 20k rows: 1.35 s instead of 0.09
+    s), and with pandas marked absent in sys.modules around each call (what the store did
+    before) it still cost 9.7 ms to insert 5,000 strings against 1.8 ms once DuckDB has a
+    module (`/tmp` timings). The stand-in's NA and NaT are objects no value is (None still
+    becomes NULL); DataFrame and Series are classes nothing is an instance of. It is in
+    sys.modules only while DuckDB converts one parameter, which loads it into DuckDB's cache
+    (global to the process) for good; nothing else sees it (a lasting marker broke pyarrow).
+    Then an import of memories tries none (tests/memory/test_import_write_path.py counts), nor
+    did demo data, the fixtures import, StoreMemory, searches and context calls (`/tmp` probe)."""
     if not _PANDAS_MISSING or "pandas" in sys.modules:
         return
     stand_in = types.ModuleType("pandas", "ventros_server: pandas is not installed (a stand-in for DuckDB)")
@@ -110,19 +109,6 @@ def _prime_duckdb_without_pandas() -> None:
         duckdb.connect(":memory:").execute("SELECT ?", ["a str converts through the import cache"]).fetchall()
     finally:
         if sys.modules.get("pandas") is stand_in:
-            del sys.modules["pandas"]
-
-
-@contextlib.contextmanager
-def _without_pandas_probe() -> Iterator[None]:
-    if not _PANDAS_MISSING or "pandas" in sys.modules:
-        yield
-        return
-    sys.modules["pandas"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if sys.modules.get("pandas", 0) is None:
             del sys.modules["pandas"]
 
 
@@ -795,8 +781,7 @@ class DuckDBStore:
             row = "(" + ", ".join(["?"] * len(names)) + ")"
             params = [_python(v) for values in zip(*columns.values(), strict=True) for v in values]
             source = f"(VALUES {', '.join([row] * count)}) AS {name}({', '.join(names)})"
-            with _without_pandas_probe():
-                yield source, params
+            yield source, params
             return
         registered = {k: _column(v) for k, v in columns.items()}
         coded = {k: found for k, c in registered.items() if (found := _few_values(c)) is not None}
@@ -926,26 +911,20 @@ class DuckDBStore:
         registration (41 ms per 20k ids, against ~2 ms to make the objects)."""
         batch = {k: c.astype(object) if c.dtype.kind == "U" else c for k, c in batch.items()}
         uniform = all(_one_type(column) for column in batch.values())
-        with _without_pandas_probe():
+        if uniform:
+            self._con.execute(f"SET pandas_analyze_sample = {_SAMPLE_UNIFORM}")
+        try:
+            self._con.register(name, batch)
+        finally:
             if uniform:
-                self._con.execute(f"SET pandas_analyze_sample = {_SAMPLE_UNIFORM}")
-            try:
-                self._con.register(name, batch)
-            finally:
-                if uniform:
-                    self._con.execute("RESET pandas_analyze_sample")
+                self._con.execute("RESET pandas_analyze_sample")
 
     @contextlib.contextmanager
     def _registered(self, name: str, batch: dict[str, np.ndarray]) -> Iterator[None]:
-        """``batch`` visible to SQL as table ``name`` for the duration (a numpy scan, no copy).
-
-        Scanning it probes pandas again (once per few values of an object column: 12,000
-        failed imports, 1.4 of 7.0 s, in a 50k-memory import), so the marker covers the scans too.
-        """
+        """``batch`` visible to SQL as table ``name`` for the duration (a numpy scan, no copy)."""
         self._register(name, batch)
         try:
-            with _without_pandas_probe():
-                yield
+            yield
         finally:
             self._con.unregister(name)
 
@@ -1166,8 +1145,7 @@ class DuckDBStore:
             params.append(sorted(entity_types))
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
         params.append(limit)
-        with _without_pandas_probe():
-            seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
+        seqs = [r[0] for r in self._con.execute(sql, params).fetchall()]
         records = self._memories_by_seq(contact_id, seqs, with_embedding=False)
         return [records[s] for s in seqs if s in records]
 
@@ -1237,27 +1215,26 @@ class DuckDBStore:
         with a complaint link come from the contact index."""
         now = self.clock()
         since = _naive(now - timedelta(days=churn.WINDOW_DAYS))
-        with _without_pandas_probe():
-            rows = self._con.execute(
-                """SELECT 0, count(*), 0.0, min(sent_at), max(sent_at),
-                          count(*) FILTER (WHERE is_inbound AND sent_at >= $since)
-                   FROM messages WHERE contact_id = $c
-                   UNION ALL
-                   SELECT 1, count(*), coalesce(sum(amount), 0), min(purchased_at), max(purchased_at),
-                          count(*) FILTER (WHERE purchased_at >= $since)
-                   FROM purchases WHERE contact_id = $c
-                   UNION ALL
-                   SELECT 2, 0, 0.0, min(created_at), max(created_at),
-                          count(*) FILTER (WHERE created_at >= $since AND (
-                              list_contains($types, memory_type) OR list_contains($linked, seq)))
-                   FROM memories WHERE contact_id = $c""",
-                {
-                    "c": contact_id,
-                    "since": since,
-                    "types": list(churn.COMPLAINT_TYPES),
-                    "linked": self._complaint_linked(contact_id),
-                },
-            ).fetchall()
+        rows = self._con.execute(
+            """SELECT 0, count(*), 0.0, min(sent_at), max(sent_at),
+                      count(*) FILTER (WHERE is_inbound AND sent_at >= $since)
+               FROM messages WHERE contact_id = $c
+               UNION ALL
+               SELECT 1, count(*), coalesce(sum(amount), 0), min(purchased_at), max(purchased_at),
+                      count(*) FILTER (WHERE purchased_at >= $since)
+               FROM purchases WHERE contact_id = $c
+               UNION ALL
+               SELECT 2, 0, 0.0, min(created_at), max(created_at),
+                      count(*) FILTER (WHERE created_at >= $since AND (
+                          list_contains($types, memory_type) OR list_contains($linked, seq)))
+               FROM memories WHERE contact_id = $c""",
+            {
+                "c": contact_id,
+                "since": since,
+                "types": list(churn.COMPLAINT_TYPES),
+                "linked": self._complaint_linked(contact_id),
+            },
+        ).fetchall()
         by_part = {part: rest for part, *rest in rows}
         messages, _, first_m, last_m, inbound = by_part[0]
         purchases, ltv, first_p, last_p, bought = by_part[1]
