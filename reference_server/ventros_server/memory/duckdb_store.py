@@ -40,7 +40,7 @@ import numpy as np
 
 from ..heap import release_free_heap
 from . import churn, graph, ranking, schema, text
-from .batch import NO_TIME, MemoryBatch, embed_batch, from_micros, micros
+from .batch import NO_TIME, MemoryBatch, base64_rows, embed_batch, from_micros, micros
 from .contact_index import ContactIndex, ContactView, NewRows
 from .edge_index import EdgeIndex
 from .embedders import Embedder, recomputable
@@ -317,10 +317,10 @@ class DuckDBStore:
         for start in range(0, len(rows), BULK_CHUNK):
             chunk = rows[start : start + BULK_CHUNK]
             vectors = self.embedder.embed([content for _, content in chunk])
-            batch = {"seq": [s for s, _ in chunk], "hex": _hex_rows(vectors)}
+            batch = {"seq": [s for s, _ in chunk], "b64": base64_rows(vectors, np.ones(len(chunk), bool))}
             with self._rows("b", batch) as (source, params):
                 self._con.execute(
-                    f"UPDATE memories SET embedding = unhex(b.hex) FROM {source} WHERE memories.seq = b.seq",
+                    f"UPDATE memories SET embedding = from_base64(b.b64) FROM {source} WHERE memories.seq = b.seq",
                     params,
                 )
 
@@ -1397,11 +1397,6 @@ def _term_frequencies(seqs: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, 
     starts = np.flatnonzero(np.r_[True, (seqs[1:] != seqs[:-1]) | (terms[1:] != terms[:-1])])
     counts = np.diff(np.r_[starts, len(seqs)])
     return np.stack([seqs[starts], terms[starts]], axis=1), counts
-
-
-def _hex_rows(vectors: np.ndarray) -> list[str]:
-    """Each float32 row as hex text: DuckDB ingests a numpy column of str far faster than of bytes."""
-    return [row.tobytes().hex() for row in np.ascontiguousarray(vectors, dtype=np.float32)]
 
 
 def _python(value: Any) -> Any:
