@@ -161,7 +161,7 @@ class MemoryRows:
         """The content of each of these seqs, all held (what the store embeds at open)."""
         held = self._seqs.rows
         positions = np.searchsorted(held, seqs)
-        if len(seqs) and (positions[-1] >= len(held) or not np.array_equal(held[positions], seqs)):
+        if len(seqs) and (positions.max() >= len(held) or not np.array_equal(held[positions], seqs)):
             raise KeyError("memory rows do not hold every seq asked for")
         return self._contents.many(positions)
 
