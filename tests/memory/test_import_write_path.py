@@ -15,7 +15,15 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from ventros_server.memory import DuckDBStore, duckdb_store, import_jsonl, importer, make_embedder, schema
+from ventros_server.memory import (
+    DuckDBStore,
+    duckdb_store,
+    import_jsonl,
+    importer,
+    make_embedder,
+    schema,
+    text,
+)
 from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
 from ventros_server.memory.vectors import GROWTH, VectorIndex
 
@@ -204,41 +212,60 @@ def test_import_reserves_from_the_file_size(tmp_path: Path, parallel: bool) -> N
 
 
 def _file_at_version(path: str, version: int, contact: str, contents: list[str]) -> np.ndarray:
-    """A file as release ``version`` wrote it: memories with their vector bytes (all but the
-    first, written without a vector); returns the vectors."""
+    """A file as release ``version`` wrote it: memories (all but the first with a vector: its
+    bytes before version 4, only ``embedded`` from then on, the offline embedder's vectors
+    being recomputed) and their keyword postings; returns the vectors."""
     con = duckdb.connect(path)
     schema.migrate(con, target=version)
     con.execute(
         "INSERT INTO store_info VALUES ('embedder_name', 'offline-hash-v1-384'), ('embedder_dim', '384')"
     )
     vectors = make_embedder("offline").embed(contents)
+    terms = text.term_hashes(contents)
     for seq, (content, vector) in enumerate(zip(contents, vectors, strict=True)):
+        stored = vector.tobytes() if seq and version < 4 else None
         con.execute(
-            "INSERT INTO memories VALUES (?, ?, ?, ?, 'complaint', NULL, now()::TIMESTAMP, 4, ?)",
-            [seq, str(uuid.uuid4()), contact, content, vector.tobytes() if seq else None],
+            "INSERT INTO memories (seq, id, contact_id, content, memory_type, metadata, created_at, doc_len, "
+            "embedding) VALUES (?, ?, ?, ?, 'complaint', NULL, now()::TIMESTAMP, 4, ?)",
+            [seq, str(uuid.uuid4()), contact, content, stored],
         )
+        if version >= 4:
+            con.execute("UPDATE memories SET embedded = ? WHERE seq = ?", [seq > 0, seq])
+        for term in set(terms.hash[terms.doc == seq].tolist()):
+            con.execute("INSERT INTO postings VALUES (?, ?, 1)", [term, seq])
     con.close()
     return vectors
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_an_older_file_is_migrated_with_its_memories_and_vectors(tmp_path: Path, version: int) -> None:
     """Version 3 rebuilds the memories table (embedding stored uncompressed); version 4 marks
-    the memories that have a vector. Rows, stored vectors and search survive; a memory without
-    a vector stays without; later checkpoints write the embedding column uncompressed."""
+    the memories that have a vector; version 5 drops the postings table (derived at open).
+    Rows, vectors and both searches survive; a memory without a vector stays without; later
+    checkpoints write the embedding column uncompressed."""
     path = str(tmp_path / f"v{version}.duckdb")
     contact = str(uuid.uuid4())
     vectors = _file_at_version(path, version, contact, [f"pedido {i} atrasado na entrega" for i in range(30)])
     with DuckDBStore(path, make_embedder("offline")) as store:
-        assert store.schema_version() == schema.LATEST == 4
+        assert store.schema_version() == schema.LATEST == 5
+        stored = 29 if version < 4 else 0  # kept as they were: read, not recomputed
         assert store._con.execute("SELECT count_if(embedded), count(embedding) FROM memories").fetchone() == (
             29,
-            29,
+            stored,
         )
+        tables = {
+            row[0]
+            for row in store._con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        assert "postings" not in tables and "memories" in tables
         assert store.vectors.count == 29
         np.testing.assert_array_equal(store.vectors.vectors(np.arange(1, 30)), vectors[1:])
         found = store.search(SearchQuery(contact, "pedido 7 atrasado", mode=SearchMode.VECTOR, limit=1))
         assert found.memories[0].memory.content == "pedido 7 atrasado na entrega"
+        found = store.search(SearchQuery(contact, "7", mode=SearchMode.KEYWORD, limit=5))
+        assert [m.memory.content for m in found.memories] == ["pedido 7 atrasado na entrega"]
+        found = store.search(SearchQuery(contact, "pedido 0", mode=SearchMode.KEYWORD, limit=1))
+        assert found.memories[0].memory.content == "pedido 0 atrasado na entrega"  # no vector, still found
         store._con.execute("CHECKPOINT")
         methods = {
             row[0]
@@ -247,7 +274,7 @@ def test_an_older_file_is_migrated_with_its_memories_and_vectors(tmp_path: Path,
                 "WHERE column_name = 'embedding' AND segment_type = 'BLOB'"
             ).fetchall()
         }
-        assert methods == {"Uncompressed"}
+        assert methods <= {"Uncompressed"} and (methods or not stored)
 
 
 def test_edge_upserts_decided_by_the_index_match_the_table() -> None:
@@ -379,7 +406,9 @@ def test_a_chunk_of_no_memories_gives_its_block_back_at_once() -> None:
 def test_stopping_an_import_unlinks_the_blocks_lent_to_chunks_not_read() -> None:
     before = _shm_names()
     blocks = importer._VectorBlocks(50, 384)
-    chunks = importer._parsed_chunks(importer._chunks(_memory_lines(300), 50), 384, True, depth=3, blocks=blocks)
+    chunks = importer._parsed_chunks(
+        importer._chunks(_memory_lines(300), 50), 384, True, depth=3, blocks=blocks
+    )
     assert next(chunks).last_line == 50  # parsed here; the worker has chunks in hand
     chunks.close()
     assert blocks._blocks, "chunks were lent blocks and never read"
@@ -393,7 +422,6 @@ def test_an_import_that_fails_while_writing_leaves_no_block_behind(tmp_path: Pat
     before = _shm_names()
     lines = _memory_lines(300)
     with DuckDBStore(":memory:", make_embedder("offline")) as store:
-
         add = store.vectors.add
 
         def failing(seqs: np.ndarray, vectors: np.ndarray) -> None:
