@@ -36,23 +36,6 @@ def test_offline_is_deterministic_normalised_and_folds_accents() -> None:
     assert cos(v[0], v[3]) < 0.2
 
 
-def test_offline_writes_into_the_rows_it_is_given_the_same_bytes() -> None:
-    """The import's worker embeds straight into rows of a shared block (``out``): the same
-    bytes as a fresh array, across the embedder's internal chunks, and a wrong shape is
-    refused rather than half written."""
-    embedder = make_embedder("offline")
-    texts = [f"cliente {i} reclamou do atraso na entrega do pedido" for i in range(5000)] + [""]
-    want = embedder.embed(texts)
-    block = np.full((len(texts) + 3, embedder.dim), 7.0, dtype=np.float32)
-    got = embedder.embed(texts, block[: len(texts)])  # type: ignore[call-arg]
-    assert got.base is block and block[: len(texts)].tobytes() == want.tobytes()
-    assert (block[len(texts) :] == 7.0).all()
-    vectors, terms = embedder.embed_with_terms(texts, block[: len(texts)])  # type: ignore[attr-defined]
-    assert vectors.tobytes() == want.tobytes() and len(terms.hash) > 0
-    with pytest.raises(ValueError, match="shape"):
-        embedder.embed(texts, block)  # type: ignore[call-arg]
-
-
 def test_offline_morphology_and_concepts() -> None:
     e = make_embedder("offline")
     base, variant, concept, other = e.embed(

@@ -3,9 +3,7 @@ registering columns with DuckDB's one-value type sample, and the importer's size
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -344,11 +342,7 @@ def test_chunks_come_back_in_order_when_this_process_helps_the_worker(
     # Sent to the worker by name, where it is the original function.
     counting.__module__, counting.__qualname__ = original.__module__, original.__qualname__
     monkeypatch.setattr(importer, "_parse_chunk", counting)
-    with contextlib.closing(importer._VectorBlocks(10, 384)) as blocks:
-        parsed = list(importer._parsed_chunks(importer._chunks(lines, 10), 384, True, depth=3, blocks=blocks))
-        for chunk in parsed:  # rows of the blocks: dropped before the blocks close
-            assert chunk.memories is not None
-            chunk.memories.vectors = None
+    parsed = list(importer._parsed_chunks(importer._chunks(lines, 10), 384, True, depth=3))
     assert [p.last_line for p in parsed] == list(range(10, 401, 10))
     contents = [c for p in parsed if p.memories is not None for c in p.memories.contents]
     assert contents == [f"nota {i}" for i in range(400)]
@@ -363,76 +357,46 @@ def _memory_lines(count: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _shm_names() -> set[str]:
-    return set(os.listdir("/dev/shm"))
+def test_worker_vectors_come_back_through_shared_memory_exact_and_unlinked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker hands a chunk's vectors over in a shared memory block: the importing process
+    gets the same float32 rows as parsing the chunk itself, and unlinks it."""
+    names: list[str] = []
+    original = importer._from_shared
 
-
-def test_worker_vectors_arrive_in_place_in_lent_blocks_which_are_reused_then_unlinked() -> None:
-    """The worker embeds a chunk into a shared memory block this process lent it: the rows read
-    in place are the bytes of parsing the chunk here; a block given back is lent again, and
-    closing the blocks unlinks every one."""
-    before = _shm_names()
-    lines = _memory_lines(600)
-    got: list[tuple[int, bytes]] = []
-    blocks = importer._VectorBlocks(50, 384)
-    made: set[str] = set()
-    for parsed in importer._parsed_chunks(importer._chunks(lines, 50), 384, True, depth=2, blocks=blocks):
-        assert parsed.memories is not None and parsed.memories.vectors is not None
-        got.append((parsed.last_line, parsed.memories.vectors.tobytes()))
+    def recording(parsed: importer._Parsed) -> importer._Parsed:
         if parsed.shared is not None:
-            made.add(parsed.shared[0])
-            parsed.memories.vectors = None
-            blocks.give_back(parsed.shared[0])
-    assert made, "some chunks came from the worker"
-    assert len(made) <= 4, f"12 chunks, {len(made)} blocks: given back blocks are lent again"
-    assert {n.lstrip("/") for n in made} <= _shm_names()
-    blocks.close()
-    assert _shm_names() <= before
-    for last_line, vectors in got:
-        want = importer._parse_chunk(last_line - 49, lines[last_line - 50 : last_line], 384)
-        assert want.memories is not None and want.memories.vectors is not None
-        assert vectors == want.memories.vectors.tobytes()
+            names.append(parsed.shared[0])
+        return original(parsed)
+
+    monkeypatch.setattr(importer, "_from_shared", recording)
+    lines = _memory_lines(300)
+    parsed = list(importer._parsed_chunks(importer._chunks(lines, 50), 384, True, depth=2))
+    assert names, "some chunks came from the worker"
+    assert not [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
+    for got in parsed:
+        want = importer._parse_chunk(got.last_line - 49, lines[got.last_line - 50 : got.last_line], 384)
+        assert got.memories is not None and want.memories is not None
+        assert got.memories.vectors is not None and want.memories.vectors is not None
+        assert got.memories.vectors.tobytes() == want.memories.vectors.tobytes()
 
 
-def test_a_chunk_of_no_memories_gives_its_block_back_at_once() -> None:
-    lines = [json.dumps({"kind": "entity", "id": f"e{i}", "type": "product"}) for i in range(100)]
-    with contextlib.closing(importer._VectorBlocks(10, 384)) as blocks:
-        parsed = list(importer._parsed_chunks(importer._chunks(lines, 10), 384, True, depth=2, blocks=blocks))
-        assert sum(len(p.items["entity"]) for p in parsed) == 100
-        assert all(p.shared is None and p.memories is None for p in parsed)
-        assert len(blocks._blocks) <= 3 and len(blocks._free) == len(blocks._blocks)
+def test_stopping_an_import_unlinks_the_blocks_of_chunks_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    names: list[str] = []
+    original = importer._release
 
+    def recording(future: importer.Future[importer._Parsed]) -> None:
+        original(future)
+        if not future.cancelled() and (shared := future.result().shared) is not None:
+            names.append(shared[0])
 
-def test_stopping_an_import_unlinks_the_blocks_lent_to_chunks_not_read() -> None:
-    before = _shm_names()
-    blocks = importer._VectorBlocks(50, 384)
-    chunks = importer._parsed_chunks(
-        importer._chunks(_memory_lines(300), 50), 384, True, depth=3, blocks=blocks
-    )
+    monkeypatch.setattr(importer, "_release", recording)
+    chunks = importer._parsed_chunks(importer._chunks(_memory_lines(300), 50), 384, True, depth=3)
     assert next(chunks).last_line == 50  # parsed here; the worker has chunks in hand
     chunks.close()
-    assert blocks._blocks, "chunks were lent blocks and never read"
-    blocks.close()
-    assert _shm_names() <= before
-
-
-def test_an_import_that_fails_while_writing_leaves_no_block_behind(tmp_path: Path) -> None:
-    """Even when the error's traceback still holds rows of a block, the import's error is the
-    one raised, and every block is unlinked."""
-    before = _shm_names()
-    lines = _memory_lines(300)
-    with DuckDBStore(":memory:", make_embedder("offline")) as store:
-        add = store.vectors.add
-
-        def failing(seqs: np.ndarray, vectors: np.ndarray) -> None:
-            if not vectors.flags.owndata:  # rows of a block the worker wrote
-                raise RuntimeError("disk on fire")
-            add(seqs, vectors)
-
-        store.vectors.add = failing  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError, match="disk on fire"):
-            import_jsonl(store, iter(lines), batch_size=50)
-    assert _shm_names() <= before
+    assert names, "the worker had finished chunks that were never read"
+    assert not [n for n in names if Path("/dev/shm", n.lstrip("/")).exists()]
 
 
 @pytest.mark.parametrize("distinct", [1, 3, duckdb_store._CODED_MAX - 1, duckdb_store._CODED_MAX + 1])

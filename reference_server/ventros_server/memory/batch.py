@@ -186,18 +186,13 @@ def base64_rows(vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def embed_batch(batch: MemoryBatch, embedder: Embedder, out: np.ndarray | None = None) -> None:
-    """Fill in the vectors and keyword terms a batch does not carry yet. ``out``: float32 rows
-    (at least one per memory) to write the vectors into; only the offline embedder's ``embed``
-    takes it (the import's worker passes rows of a shared memory block)."""
+def embed_batch(batch: MemoryBatch, embedder: Embedder) -> None:
+    """Fill in the vectors and keyword terms a batch does not carry yet."""
     if batch.vectors is None:
-        texts = list(compress(batch.contents, batch.embed)) if not batch.embed.all() else batch.contents
-        rows = None if out is None else out[: len(texts)]
-        if batch.terms is None and len(texts) == len(batch) and hasattr(embedder, "embed_with_terms"):
-            batch.vectors, batch.terms = embedder.embed_with_terms(texts, rows)
-        elif rows is not None:
-            batch.vectors = embedder.embed(texts, rows)  # type: ignore[call-arg]
+        if batch.terms is None and batch.embed.all() and hasattr(embedder, "embed_with_terms"):
+            batch.vectors, batch.terms = embedder.embed_with_terms(batch.contents)
         else:
+            texts = list(compress(batch.contents, batch.embed)) if not batch.embed.all() else batch.contents
             batch.vectors = embedder.embed(texts) if texts else np.zeros((0, embedder.dim), np.float32)
     if batch.terms is None:
         batch.terms = text.term_hashes(batch.contents)

@@ -294,20 +294,18 @@ class _Parsed:
     errors: list[tuple[int, str]]
     last_line: int
     chars: int  # characters in the chunk's lines (the importer's size estimate uses it)
-    #: From the worker: the name of the shared memory block (_VectorBlocks) whose first rows
-    #: hold the memories' vectors, and how many rows.
-    shared: tuple[str, int] | None = None
+    #: From the worker: the memories' vectors are in a shared memory block (see _to_shared):
+    #: (its name, rows, dim).
+    shared: tuple[str, int, int] | None = None
 
 
 _embedders: dict[int, OfflineEmbedder] = {}
 
 
-def _parse_chunk(
-    first_line: int, lines: list[str], embed_dim: int | None, out: np.ndarray | None = None
-) -> _Parsed:
+def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
     """Parse and validate a chunk (line numbers from ``first_line``); with ``embed_dim``, also
-    embed its memories with the offline embedder of that dimension, into ``out`` if given (in
-    a worker process, this is the work taken off the process that writes)."""
+    embed its memories with the offline embedder of that dimension (in a worker process, this
+    is the work taken off the process that writes)."""
     items: dict[str, list[Any]] = {}
     builder = MemoryBatchBuilder()
     errors: list[tuple[int, str]] = []
@@ -340,7 +338,7 @@ def _parse_chunk(
     memories = builder.build() if len(builder) else None
     if memories is not None and embed_dim is not None:
         embedder = _embedders.get(embed_dim) or _embedders.setdefault(embed_dim, OfflineEmbedder(embed_dim))
-        embed_batch(memories, embedder, out)
+        embed_batch(memories, embedder)
     return _Parsed(items, memories, errors, line_no, sum(map(len, lines)))
 
 
@@ -357,73 +355,63 @@ def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int
         first += len(chunk)
 
 
-class _VectorBlocks:
-    """Shared memory blocks, each room for a chunk's vectors, that the worker process embeds
-    into and this process reads in place; a block is lent again once its chunk is written.
-
-    A new block per chunk, copied out on arrival, cost ~0.2 s of CPU on each side per 200k
-    memories (py-spy): two copies of ~30 MB per chunk, and first writes to fresh pages, which
-    are slow on this VM. The blocks live as long as the import; they stay registered with
-    multiprocessing's resource tracker, which unlinks them if this process dies first.
-    Arrays lent out (``vectors``) are to be dropped before ``close``."""
-
-    def __init__(self, rows: int, dim: int) -> None:
-        self.dim = dim
-        self._bytes = rows * dim * np.dtype(np.float32).itemsize
-        self._blocks: dict[str, shared_memory.SharedMemory] = {}
-        self._free: list[str] = []
-
-    def lend(self) -> str:
-        """The name of a block not in use, made if none is free."""
-        if self._free:
-            return self._free.pop()
-        block = shared_memory.SharedMemory(create=True, size=self._bytes)
-        self._blocks[block.name] = block
-        return block.name
-
-    def vectors(self, name: str, count: int) -> np.ndarray:
-        """The first ``count`` rows of a block, in place."""
-        buffer = self._blocks[name].buf
-        assert buffer is not None
-        return np.ndarray((count, self.dim), np.float32, buffer=buffer)
-
-    def give_back(self, name: str) -> None:
-        self._free.append(name)
-
-    def close(self) -> None:
-        for block in self._blocks.values():
-            block.unlink()
-            try:
-                block.close()
-            except BufferError:
-                # A lent array is still referenced, e.g. by the traceback of the error that
-                # stops the import: the mapping is left to the process's exit.
-                _left_mapped.append(block)
-        self._blocks.clear()
-        self._free.clear()
-
-
-_left_mapped: list[shared_memory.SharedMemory] = []
-
-
-#: The worker process's mappings of the blocks it is lent, by name (it maps each once).
-_mapped: dict[str, shared_memory.SharedMemory] = {}
-
-
-def _worker_chunk(first_line: int, lines: list[str], embed_dim: int | None, block: str | None) -> _Parsed:
-    """_parse_chunk in the worker process, the vectors written into the shared ``block``."""
-    out = None
-    if embed_dim is not None and block is not None:
-        mapped = _mapped.get(block) or _mapped.setdefault(block, shared_memory.SharedMemory(name=block))
-        assert mapped.buf is not None
-        out = np.ndarray((len(lines), embed_dim), np.float32, buffer=mapped.buf)
-    parsed = _parse_chunk(first_line, lines, embed_dim, out)
-    if block is not None:  # given back by the importing process when its chunk is written
-        vectors = None if parsed.memories is None else parsed.memories.vectors
-        parsed.shared = (block, 0 if vectors is None else len(vectors))
-        if parsed.memories is not None:
-            parsed.memories.vectors = None
+def _worker_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
+    """_parse_chunk in the worker process, its vectors handed over in shared memory."""
+    parsed = _parse_chunk(first_line, lines, embed_dim)
+    _to_shared(parsed)
     return parsed
+
+
+def _to_shared(parsed: _Parsed) -> None:
+    """Move a parsed chunk's vectors into a new shared memory block, which the importing process
+    maps, copies and unlinks (_from_shared). Pickled through the pool's pipe they were ~30 MB
+    per 20k memories, received by a thread of the importing process competing with the writes
+    (~1.7 s per 200k, with their base64 then). The block stays registered with
+    multiprocessing's resource tracker (shared by both processes), which unlinks it if the
+    importing process never does."""
+    batch = parsed.memories
+    if batch is None or batch.vectors is None or not batch.vectors.size:
+        return
+    rows = np.ascontiguousarray(batch.vectors, dtype=np.float32)
+    block = shared_memory.SharedMemory(create=True, size=rows.nbytes)
+    try:
+        assert block.buf is not None
+        np.ndarray(rows.shape, np.float32, buffer=block.buf)[:] = rows
+    except BaseException:
+        block.close()
+        block.unlink()
+        raise
+    block.close()
+    parsed.shared = (block.name, rows.shape[0], rows.shape[1])
+    batch.vectors = None
+
+
+def _from_shared(parsed: _Parsed) -> _Parsed:
+    """The chunk with its vectors back from shared memory (the block is unlinked)."""
+    if parsed.shared is None:
+        return parsed
+    name, count, dim = parsed.shared
+    parsed.shared = None
+    block = shared_memory.SharedMemory(name=name)
+    try:
+        assert block.buf is not None and parsed.memories is not None
+        parsed.memories.vectors = np.frombuffer(block.buf, np.float32, count * dim).reshape(count, dim).copy()
+    finally:
+        block.close()
+        block.unlink()
+    return parsed
+
+
+def _release(future: Future[_Parsed]) -> None:
+    """Unlink the shared memory of a worker's chunk that will not be read (import stopped)."""
+    if future.cancel() or future.exception() is not None:
+        return
+    with contextlib.suppress(OSError):
+        shared = future.result().shared
+        if shared is not None:
+            block = shared_memory.SharedMemory(name=shared[0])
+            block.close()
+            block.unlink()
 
 
 _WORKER_DIED = "the import's worker process died; parsing the rest of the file in this process (slower)."
@@ -452,22 +440,14 @@ def _main_module_not_inherited() -> Iterator[None]:
 
 
 def _parsed_chunks(
-    chunks: Iterator[tuple[int, list[str]]],
-    embed_dim: int | None,
-    parallel: bool,
-    depth: int = 2,
-    blocks: _VectorBlocks | None = None,
+    chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool, depth: int = 2
 ) -> Iterator[_Parsed]:
     """The chunks parsed, in order. With ``parallel`` and more than one chunk, a worker process
     parses (and embeds) chunks, up to ``depth`` ahead of the writes, while this process writes
     the previous ones (DuckDB, the search indexes); the machine has a second core. Whenever
     the chunk due next is not ready, this process parses the next unsubmitted chunk itself
     instead of waiting (at most ``depth`` held): the two halves of an import take about the
-    same time, and whichever is slower at a moment gets help from the other.
-
-    The worker embeds into ``blocks`` (required with ``embed_dim``): a chunk it parsed comes
-    with ``shared`` set and its vectors in place in that block, which the caller gives back
-    once it has written them."""
+    same time, and whichever is slower at a moment gets help from the other."""
     first = next(chunks, None)
     if first is None:
         return
@@ -476,28 +456,24 @@ def _parsed_chunks(
         for chunk in chain([first], [] if second is None else [second], chunks):
             yield _parse_chunk(*chunk, embed_dim)
         return
-    if embed_dim is not None and blocks is None:
-        raise ValueError("the worker embeds into shared blocks: pass blocks with embed_dim")
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         # File order; each entry is a chunk sent to the worker (a future) or parsed here.
         ahead: deque[tuple[tuple[int, list[str]], Future[_Parsed] | None, _Parsed | None]] = deque()
 
         def submit(chunk: tuple[int, list[str]]) -> None:
-            block = None if embed_dim is None or blocks is None else blocks.lend()
-            ahead.append((chunk, pool.submit(_worker_chunk, *chunk, embed_dim, block), None))
+            ahead.append((chunk, pool.submit(_worker_chunk, *chunk, embed_dim), None))
 
-        # A chunk the worker has not started is not parsed for nothing when the import stops.
         try:
             with _main_module_not_inherited():  # the worker process starts here
                 submit(second)
             for chunk in islice(chunks, max(depth - 1, 0)):
                 submit(chunk)
             yield _parse_chunk(*first, embed_dim)  # here, while the worker starts
-            yield from _collect(ahead, submit, chunks, embed_dim, depth, blocks)
+            yield from _collect(ahead, submit, chunks, embed_dim, depth)
         finally:
             for _, future, _ in ahead:
                 if future is not None:
-                    future.cancel()
+                    _release(future)
 
 
 def _collect(
@@ -506,7 +482,6 @@ def _collect(
     chunks: Iterator[tuple[int, list[str]]],
     embed_dim: int | None,
     depth: int,
-    blocks: _VectorBlocks | None,
 ) -> Iterator[_Parsed]:
     """_parsed_chunks' loop: the chunks in ``ahead`` in order, helping the worker when it lags."""
     while ahead:
@@ -518,7 +493,7 @@ def _collect(
         ahead.popleft()
         if future is not None:
             try:
-                parsed = future.result()
+                parsed = _from_shared(future.result())
             except BrokenProcessPool:
                 log.warning(_WORKER_DIED)
                 for rest, _, done in chain([(chunk, None, None)], ahead):
@@ -526,23 +501,10 @@ def _collect(
                 for rest in chunks:
                     yield _parse_chunk(*rest, embed_dim)
                 return
-            if parsed.shared is not None and blocks is not None:
-                _attach_vectors(parsed, blocks)
             if (following := next(chunks, None)) is not None:
                 submit(following)
         assert parsed is not None
         yield parsed
-
-
-def _attach_vectors(parsed: _Parsed, blocks: _VectorBlocks) -> None:
-    """Point a worker's chunk at its vectors in their block (given back now if it has none)."""
-    assert parsed.shared is not None
-    name, count = parsed.shared
-    if parsed.memories is None or not count:
-        parsed.shared = None
-        blocks.give_back(name)
-        return
-    parsed.memories.vectors = blocks.vectors(name, count)
 
 
 def import_jsonl(
@@ -588,22 +550,11 @@ def _import(
     line_no = 0
     add_batch = getattr(store, "add_memory_batch", None)
 
-    lent: list[str] = []  # the blocks holding the vectors of pending_memories
-
     def write_memories() -> None:
-        if not pending_memories:
-            return
-        batch = MemoryBatch.concat(pending_memories)
-        try:
-            counts["memory"] += add_batch(batch) if add_batch else store.add_memories(_new_memories(batch))
-        finally:
-            for written in (batch, *pending_memories):
-                written.vectors = None  # rows of lent blocks, which are reused
+        if pending_memories:
+            batch = MemoryBatch.concat(pending_memories)
             pending_memories.clear()
-            if blocks is not None:
-                for name in lent:
-                    blocks.give_back(name)
-            lent.clear()
+            counts["memory"] += add_batch(batch) if add_batch else store.add_memories(_new_memories(batch))
 
     def flush(kind: str) -> None:
         if pending[kind]:
@@ -613,19 +564,11 @@ def _import(
     # Vectors can be made in the worker only by an embedder it can rebuild: the offline one.
     embedder = getattr(store, "embedder", None)
     embed_dim = embedder.dim if type(embedder) is OfflineEmbedder else None
-    chunk_lines = min(batch_size, CHUNK_LINES)
-    depth = batch_size // chunk_lines + 1
-    blocks = _VectorBlocks(chunk_lines, embed_dim) if parallel and embed_dim is not None else None
     bulk = getattr(store, "bulk_load", None)
-    with (
-        contextlib.closing(blocks) if blocks is not None else contextlib.nullcontext(),
-        bulk() if bulk is not None else contextlib.nullcontext(),
-        # Closed before the blocks: the worker is done with them then.
-        contextlib.closing(
-            _parsed_chunks(_chunks(source, chunk_lines), embed_dim, parallel, depth, blocks)
-        ) as parsed_chunks,
-    ):
-        for parsed in parsed_chunks:
+    with bulk() if bulk is not None else contextlib.nullcontext():
+        chunk_lines = min(batch_size, CHUNK_LINES)
+        depth = batch_size // chunk_lines + 1
+        for parsed in _parsed_chunks(_chunks(source, chunk_lines), embed_dim, parallel, depth):
             if line_no == 0:
                 _reserve(store, source, parsed)
             errors.extend(parsed.errors)
@@ -636,8 +579,6 @@ def _import(
                     flush(kind)
             if parsed.memories is not None:
                 pending_memories.append(parsed.memories)
-                if parsed.shared is not None:
-                    lent.append(parsed.shared[0])
                 if sum(len(b) for b in pending_memories) >= batch_size:
                     write_memories()
             if progress:

@@ -89,14 +89,6 @@ def _concept_table() -> tuple[np.ndarray, np.ndarray]:
     return word_hashes[order], concept_hashes[order]
 
 
-def _rows_for(texts: list[str], dim: int, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return np.empty((len(texts), dim), dtype=np.float32)
-    if out.shape != (len(texts), dim) or out.dtype != np.float32:
-        raise ValueError(f"out must be float32 of shape {(len(texts), dim)}, not {out.dtype} {out.shape}")
-    return out
-
-
 class OfflineEmbedder:
     """Feature-hashing embedder (see module docstring). ``dim`` is part of its name."""
 
@@ -112,31 +104,31 @@ class OfflineEmbedder:
         self.name = f"offline-hash-v1-{dim}"
         self._concept_words, self._concept_ids = _concept_table()
 
-    def embed(self, texts: list[str], out: np.ndarray | None = None) -> np.ndarray:
-        """The vectors, written into ``out`` when given (float32 rows, ``(len(texts), dim)``:
-        the import's worker passes rows of a shared memory block)."""
-        return self.embed_with_terms(texts, out, with_terms=False)[0]
-
-    def embed_with_terms(
-        self, texts: list[str], out: np.ndarray | None = None, *, with_terms: bool = True
-    ) -> tuple[np.ndarray, Grams]:
-        """``embed(texts, out)`` and ``text.term_hashes(texts)`` from one hashing pass: the
-        keyword terms are these very words (the bulk importer needs both; hashing twice cost
-        ~15% of it). Without ``with_terms`` the terms returned are empty."""
-        out = _rows_for(texts, self.dim, out)
-        docs, hashes = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # Chunks keep the per-chunk arrays in cache; one bincount per chunk does the summing.
         for start in range(0, len(texts), _CHUNK):
             batch = HashedBatch(list(texts[start : start + _CHUNK]))
+            out[start : start + _CHUNK] = self._embed_chunk(batch, batch.words())
+        return out
+
+    def embed_with_terms(self, texts: list[str]) -> tuple[np.ndarray, Grams]:
+        """``embed(texts)`` and ``text.term_hashes(texts)`` from one hashing pass: the keyword
+        terms are these very words (the bulk importer needs both; hashing twice cost ~15% of it)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        docs, hashes = [], []
+        for start in range(0, len(texts), _CHUNK):
+            batch = HashedBatch(list(texts[start : start + _CHUNK]))
             words = batch.words()
-            self._embed_chunk(batch, words, out[start : start + _CHUNK])
-            if with_terms:
-                terms = terms_of(words)
-                docs.append(terms.doc + start)
-                hashes.append(terms.hash)
+            out[start : start + _CHUNK] = self._embed_chunk(batch, words)
+            terms = terms_of(words)
+            docs.append(terms.doc + start)
+            hashes.append(terms.hash)
+        if not docs:
+            return out, Grams(np.empty(0, np.int64), np.empty(0, np.int64))
         return out, Grams(np.concatenate(docs), np.concatenate(hashes))
 
-    def _embed_chunk(self, batch: HashedBatch, words: Grams, out: np.ndarray) -> None:
+    def _embed_chunk(self, batch: HashedBatch, words: Grams) -> np.ndarray:
         features = [
             (words, WEIGHTS["word"]),
             (batch.word_bigrams(), WEIGHTS["bigram"]),
@@ -153,7 +145,7 @@ class OfflineEmbedder:
         flat = np.bincount(cells, weights=signs, minlength=batch.size * self.dim)
         matrix = flat.reshape(batch.size, self.dim).astype(np.float32)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        np.divide(matrix, np.where(norms == 0, 1, norms), out=out)
+        return matrix / np.where(norms == 0, 1, norms)
 
     def _concepts(self, words: Grams) -> Grams:
         pos = np.searchsorted(self._concept_words, words.hash)
