@@ -1,9 +1,8 @@
 """kill -9 of `ventros serve` during concurrent StoreMemory traffic, three times over one file.
 
 Every memory the server acknowledged must be there after the restarts, findable by KEYWORD_ONLY
-and VECTOR_ONLY search, and no memory may be half-written: each row has its keyword length, its
-vector and its entity link, and no link points at a missing memory. (Keyword postings and the
-offline embedder's vectors are derived from the content at open: schema versions 4 and 5.)
+and VECTOR_ONLY search, and no memory may be half-written: each row has its keyword postings,
+its embedding and its entity link, and no posting or link points at a missing memory.
 """
 
 from __future__ import annotations
@@ -127,7 +126,8 @@ async def test_acknowledged_memories_survive_repeated_kill_9(tmp_path: Path) -> 
         rows = {
             row[0]: row[1:]
             for row in con.execute(
-                """SELECT m.id, m.embedded, m.doc_len,
+                """SELECT m.id, m.embedded,
+                          (SELECT count(*) FROM postings p WHERE p.seq = m.seq),
                           (SELECT count(*) FROM memory_links l WHERE l.seq = m.seq),
                           (SELECT count(*) FROM edges e WHERE e.from_id = m.contact_id
                              AND e.to_id IN (SELECT entity_id FROM memory_links l WHERE l.seq = m.seq))
@@ -137,15 +137,15 @@ async def test_acknowledged_memories_survive_repeated_kill_9(tmp_path: Path) -> 
         assert {a.memory_id for a in acked} <= set(rows)
         owners = dict(con.execute("SELECT id, contact_id FROM memories").fetchall())
         assert all(owners[memory_id] == contact for contact, memory_id in returned)  # isolation holds
-        # Every row, acknowledged or written just before a kill, is whole (its keyword postings
-        # are derived from its content at open: the searches above found each by a word).
-        for memory_id, (embedded, doc_len, links, edges) in rows.items():
-            assert embedded and doc_len > 0 and links == 1 and edges == 1, memory_id
+        # Every row, acknowledged or written just before a kill, is whole.
+        for memory_id, (embedded, postings, links, edges) in rows.items():
+            assert embedded and postings > 0 and links == 1 and edges == 1, memory_id
         orphans = con.execute(
-            """SELECT (SELECT count(*) FROM memory_links WHERE seq NOT IN (SELECT seq FROM memories)),
+            """SELECT (SELECT count(*) FROM postings WHERE seq NOT IN (SELECT seq FROM memories)),
+                      (SELECT count(*) FROM memory_links WHERE seq NOT IN (SELECT seq FROM memories)),
                       (SELECT count(*) - count(DISTINCT seq) FROM memories),
                       (SELECT count(*) - count(DISTINCT id) FROM memories)"""
         ).fetchone()
-        assert orphans == (0, 0, 0)
+        assert orphans == (0, 0, 0, 0)
     finally:
         con.close()

@@ -96,10 +96,10 @@ def _rows(store: DuckDBStore) -> list[tuple[Any, ...]]:
 
 def _snapshot(store: DuckDBStore) -> tuple[Any, ...]:
     links = store._con.execute("SELECT * FROM memory_links ORDER BY seq, rowid").fetchall()
+    postings = store._con.execute("SELECT * FROM postings ORDER BY seq, term").fetchall()
     edges = store._con.execute("SELECT * FROM edges ORDER BY ALL").fetchall()
     entities = store._con.execute("SELECT * FROM entities ORDER BY id").fetchall()
-    # The keyword postings are in the contact index's export (derived state, not a table).
-    return _rows(store), links, edges, entities, store.contacts.export(), store.counts()
+    return _rows(store), links, postings, edges, entities, store.contacts.export(), store.counts()
 
 
 def test_worker_chunks_match_one_process_and_the_record_parser(tmp_path: Path) -> None:

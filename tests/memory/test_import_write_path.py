@@ -13,15 +13,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from ventros_server.memory import (
-    DuckDBStore,
-    duckdb_store,
-    import_jsonl,
-    importer,
-    make_embedder,
-    schema,
-    text,
-)
+from ventros_server.memory import DuckDBStore, duckdb_store, import_jsonl, importer, make_embedder, schema
 from ventros_server.memory.store import EdgeRecord, NewMemory, RelatedRef, SearchMode, SearchQuery
 from ventros_server.memory.vectors import GROWTH, VectorIndex
 
@@ -210,60 +202,41 @@ def test_import_reserves_from_the_file_size(tmp_path: Path, parallel: bool) -> N
 
 
 def _file_at_version(path: str, version: int, contact: str, contents: list[str]) -> np.ndarray:
-    """A file as release ``version`` wrote it: memories (all but the first with a vector: its
-    bytes before version 4, only ``embedded`` from then on, the offline embedder's vectors
-    being recomputed) and their keyword postings; returns the vectors."""
+    """A file as release ``version`` wrote it: memories with their vector bytes (all but the
+    first, written without a vector); returns the vectors."""
     con = duckdb.connect(path)
     schema.migrate(con, target=version)
     con.execute(
         "INSERT INTO store_info VALUES ('embedder_name', 'offline-hash-v1-384'), ('embedder_dim', '384')"
     )
     vectors = make_embedder("offline").embed(contents)
-    terms = text.term_hashes(contents)
     for seq, (content, vector) in enumerate(zip(contents, vectors, strict=True)):
-        stored = vector.tobytes() if seq and version < 4 else None
         con.execute(
-            "INSERT INTO memories (seq, id, contact_id, content, memory_type, metadata, created_at, doc_len, "
-            "embedding) VALUES (?, ?, ?, ?, 'complaint', NULL, now()::TIMESTAMP, 4, ?)",
-            [seq, str(uuid.uuid4()), contact, content, stored],
+            "INSERT INTO memories VALUES (?, ?, ?, ?, 'complaint', NULL, now()::TIMESTAMP, 4, ?)",
+            [seq, str(uuid.uuid4()), contact, content, vector.tobytes() if seq else None],
         )
-        if version >= 4:
-            con.execute("UPDATE memories SET embedded = ? WHERE seq = ?", [seq > 0, seq])
-        for term in set(terms.hash[terms.doc == seq].tolist()):
-            con.execute("INSERT INTO postings VALUES (?, ?, 1)", [term, seq])
     con.close()
     return vectors
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3])
 def test_an_older_file_is_migrated_with_its_memories_and_vectors(tmp_path: Path, version: int) -> None:
     """Version 3 rebuilds the memories table (embedding stored uncompressed); version 4 marks
-    the memories that have a vector; version 5 drops the postings table (derived at open).
-    Rows, vectors and both searches survive; a memory without a vector stays without; later
-    checkpoints write the embedding column uncompressed."""
+    the memories that have a vector. Rows, stored vectors and search survive; a memory without
+    a vector stays without; later checkpoints write the embedding column uncompressed."""
     path = str(tmp_path / f"v{version}.duckdb")
     contact = str(uuid.uuid4())
     vectors = _file_at_version(path, version, contact, [f"pedido {i} atrasado na entrega" for i in range(30)])
     with DuckDBStore(path, make_embedder("offline")) as store:
-        assert store.schema_version() == schema.LATEST == 5
-        stored = 29 if version < 4 else 0  # kept as they were: read, not recomputed
+        assert store.schema_version() == schema.LATEST == 4
         assert store._con.execute("SELECT count_if(embedded), count(embedding) FROM memories").fetchone() == (
             29,
-            stored,
+            29,
         )
-        tables = {
-            row[0]
-            for row in store._con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
-        assert "postings" not in tables and "memories" in tables
         assert store.vectors.count == 29
         np.testing.assert_array_equal(store.vectors.vectors(np.arange(1, 30)), vectors[1:])
         found = store.search(SearchQuery(contact, "pedido 7 atrasado", mode=SearchMode.VECTOR, limit=1))
         assert found.memories[0].memory.content == "pedido 7 atrasado na entrega"
-        found = store.search(SearchQuery(contact, "7", mode=SearchMode.KEYWORD, limit=5))
-        assert [m.memory.content for m in found.memories] == ["pedido 7 atrasado na entrega"]
-        found = store.search(SearchQuery(contact, "pedido 0", mode=SearchMode.KEYWORD, limit=1))
-        assert found.memories[0].memory.content == "pedido 0 atrasado na entrega"  # no vector, still found
         store._con.execute("CHECKPOINT")
         methods = {
             row[0]
@@ -272,7 +245,7 @@ def test_an_older_file_is_migrated_with_its_memories_and_vectors(tmp_path: Path,
                 "WHERE column_name = 'embedding' AND segment_type = 'BLOB'"
             ).fetchall()
         }
-        assert methods <= {"Uncompressed"} and (methods or not stored)
+        assert methods == {"Uncompressed"}
 
 
 def test_edge_upserts_decided_by_the_index_match_the_table() -> None:

@@ -6,15 +6,15 @@ on contact_id; ~15 postings per memory), so a search cost grew with the corpus (
 HYBRID at 300k memories). This index keeps, per contact, exactly what scoring needs:
 
 * ``memories``: seq, keyword-document length, memory-type code (insertion order = seq order);
-* ``postings``: (term hash, position of the memory in ``memories``, tf), the keyword postings
-  of the contact's memories (derived from their contents: not a table since schema version 5);
+* ``postings``: (term hash, position of the memory in ``memories``, tf), the contact's share of
+  the postings table;
 * ``links``: (position, entity, entity type, relationship, strength), its memory_links rows.
 
 Strings (memory types, entity ids and types, relationships) are interned to int32 codes. The
 arrays are numpy structured arrays: ~16 bytes per memory, 16 per posting, 20 per link.
 
-Life cycle: built at open from bulk scans (ordered by contact, fetched as numpy; no Python
-loop per row) and the postings derived from the contents, then appended to after each committed write, under the store's lock, so a memory
+Life cycle: built at open from three bulk scans (ordered by contact, fetched as numpy; no Python
+loop per row), then appended to after each committed write, under the store's lock, so a memory
 is searchable as soon as StoreMemory returns. DuckDB stays the source of truth; nothing here is
 ever written to disk. At open, each contact's arrays are views into three big arrays; the first
 append to a contact copies its rows into arrays of its own that grow by doubling.
@@ -22,7 +22,7 @@ append to a contact copies its rows into arrays of its own that grow by doubling
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -438,9 +438,8 @@ class ContactIndex:
 
     # -- bulk load at open ----------------------------------------------------------------------
 
-    def load(self, con: duckdb.DuckDBPyConnection, postings: Mapping[str, np.ndarray]) -> None:
-        """Build from the tables and every memory's ``postings`` (term, seq, tf columns: they are
-        derived from the contents, not stored): scans ordered by contact, codes made by DuckDB."""
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Build from the tables: three scans, each ordered by contact, codes made by DuckDB."""
         contact_ids = [
             r[0] for r in con.execute("SELECT DISTINCT contact_id FROM memories ORDER BY 1").fetchall()
         ]
@@ -462,15 +461,16 @@ class ContactIndex:
         max_seq = int(memories["seq"].max()) + 1
         row_of_seq = np.full(max_seq, -1, dtype=np.int64)
         row_of_seq[memories["seq"]] = np.arange(len(memories))
-        postings, p_starts = self._load_postings(postings, row_of_seq, owner, starts)
+        postings, p_starts = self._load_postings(con, row_of_seq, owner, starts)
         links, l_starts = self._load_links(con, row_of_seq, owner, starts)
         offsets = np.stack([starts, p_starts, l_starts]).astype(np.int64)
         self._base = _Base(contact_ids, (memories, postings, links), offsets)
         self._own = {}
 
     def _load_postings(
-        self, p: Mapping[str, np.ndarray], row_of_seq: np.ndarray, owner: np.ndarray, starts: np.ndarray
+        self, con: duckdb.DuckDBPyConnection, row_of_seq: np.ndarray, owner: np.ndarray, starts: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        p = con.execute("SELECT term, seq, tf FROM postings").fetchnumpy()
         rows = row_of_seq[np.asarray(p["seq"], dtype=np.int64)]
         order, offsets = self._by_owner(owner[rows], len(starts) - 1)
         postings = np.empty(len(rows), POSTING)

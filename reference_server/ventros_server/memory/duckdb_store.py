@@ -1,18 +1,16 @@
 """MemoryStore on one DuckDB file, with an in-memory vector index derived from it.
 
-Durability: everything a memory is made of (row, vector bytes when they are stored, entity
-links, new entities, contact->entity edges) is written in one DuckDB transaction; DuckDB syncs
-its write-ahead log on COMMIT, so an acknowledged StoreMemory survives kill -9. What the row's
-content determines is derived state, not stored (schema version 5): its keyword postings, and
-the vector of a recomputable embedder. The vector index (vectors.py) is updated after the
-commit and rebuilt/caught up from the database on open; so are the per-contact search index
-(contact_index.py: a contact's memories, postings and links) and the edge index
-(edge_index.py), which is what a search reads instead of scanning tables.
+Durability: everything a memory is made of (row, vector bytes, keyword postings, entity links,
+new entities, contact->entity edges) is written in one DuckDB transaction; DuckDB syncs its
+write-ahead log on COMMIT, so an acknowledged StoreMemory survives kill -9. The vector index
+(vectors.py) is updated after the commit and rebuilt/caught up from the database on open;
+so are the per-contact search index (contact_index.py: a contact's memories, postings and links)
+and the edge index (edge_index.py), which is what a search reads instead of scanning tables.
 
-Keyword search is BM25 over postings kept in memory, updated under the store's lock once a
-write commits (so a memory is searchable the moment StoreMemory returns) and computed from the
-contents when the store opens. DuckDB's fts extension was measured as the alternative; its
-index must be rebuilt in full after writes (docs/memory.md, benchmarks/memory_keyword_index.py).
+Keyword search is BM25 over a postings table maintained inside that same transaction (so a
+memory is searchable the moment StoreMemory returns). DuckDB's fts extension was measured as
+the alternative; its index must be rebuilt in full after writes (docs/memory.md,
+benchmarks/memory_keyword_index.py).
 
 Concurrency: one connection guarded by one lock; the gRPC service calls in from worker threads.
 A DuckDB file can be opened by one process at a time.
@@ -23,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import itertools
 import json
 import logging
 import math
@@ -75,7 +72,7 @@ log = logging.getLogger("ventros.memory.store")
 
 #: Memories per query when loading the vectors at open (~12 MiB of BLOBs at 384 dimensions).
 _LOAD_CHUNK = 8_192
-#: Memories per query and per task when deriving postings and vectors at open.
+#: Memories per query and per embedding task when computing vectors at open.
 _COMPUTE_CHUNK = 32_768
 #: DuckDB's checkpoint_threshold for the store (see DuckDBStore.__init__).
 CHECKPOINT_THRESHOLD = "4MB"
@@ -257,21 +254,18 @@ class DuckDBStore:
             self.embedder.dim, embedder_name=self.embedder.name, sidecar=sidecar, exact_max=self._exact_max
         )
         self._next_seq = self._scalar("SELECT coalesce(max(seq) + 1, 0) FROM memories")
-        self.rows = MemoryRows()
-        self.rows.load(self._con)
-        self.vectors.reserve(self._next_seq)  # sized once, not grown (and copied) per range
-        self._load_stored_vectors()
-        postings = self._derive_from_contents()
         self.corpus = CorpusStats()
-        self.corpus.load(self._con, postings["term"])
+        self.corpus.load(self._con)
         self.contacts = ContactIndex()
-        self.contacts.load(self._con, postings)
-        del postings
+        self.contacts.load(self._con)
         self.edges = EdgeIndex()
         self.edges.load(self._con)
+        self.rows = MemoryRows()
+        self.rows.load(self._con)
         self.nodes = NodeIndex(self._lock)
         self.nodes.load(self._con)
         self.linked = LinkedEntities(self.contacts, self.edges, self.nodes)
+        self._load_vectors()
 
     def _scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = self._con.execute(sql, params if isinstance(params, dict) else list(params)).fetchone()
@@ -330,6 +324,11 @@ class DuckDBStore:
                     params,
                 )
 
+    def _load_vectors(self) -> None:
+        self.vectors.reserve(self._next_seq)  # sized once, not grown (and copied) per range
+        self._load_stored_vectors()
+        self._compute_vectors()
+
     def _load_stored_vectors(self) -> None:
         # In ranges of seq, one query each: a single query materialises every BLOB of the table
         # in DuckDB before the first fetch (a 14k-memory store: +30 MiB at open that stayed
@@ -345,56 +344,35 @@ class DuckDBStore:
                 flat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
                 self.vectors.add(seqs, flat.reshape(len(rows), self.embedder.dim))
 
-    def _derive_from_contents(self) -> dict[str, np.ndarray]:
-        """What the file does not hold because the contents determine it: every memory's keyword
-        postings (returned as term, seq and tf columns, in seq order) and the vectors of a
-        recomputable embedder (added to the vector index), from the contents the memory rows
-        hold (loaded just before).
+    def _compute_vectors(self) -> None:
+        """The vectors the file does not hold (a recomputable embedder's), from the contents
+        the memory rows hold (loaded just before).
 
-        On threads: the hashing and the offline embedder's numpy work run outside the GIL
-        (200k contents embedded in 1.4 s on two threads, 2.4 s on one); the offline embedder
-        gives a text's vector and its terms from one hashing pass. At most two ranges wait
-        ahead of the one being added."""
-        parts: list[tuple[np.ndarray, np.ndarray]] = []
-        pending: deque[tuple[np.ndarray, np.ndarray, Future[tuple[np.ndarray | None, text.Grams]]]] = deque()
+        Embedded on threads: the offline embedder's numpy work runs outside the GIL (200k
+        contents in 1.4 s on two threads, 2.4 s on one). At most two ranges wait ahead of the
+        one being added."""
+        pending: deque[tuple[np.ndarray, Future[np.ndarray]]] = deque()
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for low in range(0, self._next_seq, _COMPUTE_CHUNK):
-                found = self._con.execute(
-                    "SELECT seq, embedded AND embedding IS NULL AS compute FROM memories "
-                    "WHERE seq >= ? AND seq < ? ORDER BY seq",
-                    [low, low + _COMPUTE_CHUNK],
-                ).fetchnumpy()
-                seqs = np.asarray(found["seq"], dtype=np.int64)
+                seqs = (
+                    self._con.execute(
+                        "SELECT seq FROM memories WHERE seq >= ? AND seq < ? AND embedded AND embedding IS NULL "
+                        "ORDER BY seq",
+                        [low, low + _COMPUTE_CHUNK],
+                    )
+                    .fetchnumpy()["seq"]
+                    .astype(np.int64)
+                )
                 if len(seqs):
-                    compute = np.asarray(found["compute"], dtype=bool)
-                    task = pool.submit(self._derive, self.rows.contents(seqs), compute)
-                    pending.append((seqs, compute, task))
+                    pending.append((seqs, pool.submit(self.embedder.embed, self.rows.contents(seqs))))
                 while len(pending) > 2:
-                    parts.append(self._add_derived(*pending.popleft()))
+                    self._add_computed(pending.popleft())
             while pending:
-                parts.append(self._add_derived(*pending.popleft()))
-        pairs = np.concatenate([p for p, _ in parts]) if parts else np.empty((0, 2), np.int64)
-        tf = np.concatenate([f for _, f in parts]) if parts else np.empty(0, np.int64)
-        return {"term": pairs[:, 1], "seq": pairs[:, 0], "tf": tf}
+                self._add_computed(pending.popleft())
 
-    def _derive(self, contents: list[str], compute: np.ndarray) -> tuple[np.ndarray | None, text.Grams]:
-        """(the vectors of the contents where ``compute`` is set, or None; every content's terms)."""
-        both = getattr(self.embedder, "embed_with_terms", None)
-        if both is not None and compute.all():
-            vectors, terms = both(contents)
-            return vectors, terms
-        terms = text.term_hashes(contents)
-        if not compute.any():
-            return None, terms
-        return self.embedder.embed(list(itertools.compress(contents, compute))), terms
-
-    def _add_derived(
-        self, seqs: np.ndarray, compute: np.ndarray, task: Future[tuple[np.ndarray | None, text.Grams]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        vectors, terms = task.result()
-        if vectors is not None:
-            self.vectors.add(seqs[compute], vectors)
-        return _term_frequencies(seqs[terms.doc], terms.hash)
+    def _add_computed(self, task: tuple[np.ndarray, Future[np.ndarray]]) -> None:
+        seqs, vectors = task
+        self.vectors.add(seqs, vectors.result())
 
     def _release_cached_memory(self) -> None:
         """Give back DuckDB's cached copies of file blocks and glibc's free heap (called after
@@ -640,8 +618,7 @@ class DuckDBStore:
     def _insert_memory_rows(
         self, batch: MemoryBatch, seqs: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The memory rows; returns their keyword postings (term, seq, tf columns: derived
-        state, for the in-memory indexes, not written) and document lengths."""
+        """Rows and postings; returns (the postings: term, seq, tf columns; document lengths)."""
         terms = batch.terms
         assert terms is not None and batch.vectors is not None
         unique, tf = _term_frequencies(seqs[terms.doc], terms.hash)
@@ -669,6 +646,8 @@ class DuckDBStore:
                 params,
             )
         postings = {"term": unique[:, 1].astype(np.int64), "seq": unique[:, 0].astype(np.int64), "tf": tf}
+        with self._rows("new_postings", postings) as (source, params):
+            self._con.execute(f"INSERT INTO postings SELECT term, seq, tf FROM {source}", params)
         return postings, doc_len
 
     def _insert_links(self, batch: MemoryBatch, seqs: np.ndarray) -> dict[str, Any]:
@@ -1018,7 +997,7 @@ class DuckDBStore:
 
         Corpus statistics (document frequencies, N, average length) are global: a word common
         across all contacts weighs little for each of them. They come from self.corpus, the
-        in-memory tally of every memory's postings; the contact's postings from the contact index.
+        in-memory tally of the postings table; the contact's postings from the contact index.
         """
         if len(terms) == 0 or len(view.postings) == 0:
             return ranking.NO_SCORES
@@ -1336,6 +1315,7 @@ class DuckDBStore:
                     "memories",
                     "entities",
                     "edges",
+                    "postings",
                 )
             }
 
@@ -1347,8 +1327,8 @@ class DuckDBStore:
 class CorpusStats:
     """Document frequencies and lengths of the keyword index, kept in memory.
 
-    Tallied from the postings derived when the store opens and updated after each commit,
-    under the store's lock, so BM25 needs no aggregate over all postings per query.
+    Derived from the postings table (tallied when the store opens) and updated after each
+    commit, under the store's lock, so BM25 needs no aggregate over all postings per query.
     """
 
     def __init__(self) -> None:
@@ -1356,10 +1336,9 @@ class CorpusStats:
         self.documents = 0
         self.total_length = 0
 
-    def load(self, con: duckdb.DuckDBPyConnection, terms: np.ndarray) -> None:
-        """``terms``: the term of every posting (a term once per document holding it)."""
-        unique, counts = np.unique(terms, return_counts=True)
-        self.df = dict(zip(unique.tolist(), counts.tolist(), strict=True))
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        for term, count in con.execute("SELECT term, count(*) FROM postings GROUP BY term").fetchall():
+            self.df[int(term)] = int(count)
         row = con.execute("SELECT count(*), coalesce(sum(doc_len), 0) FROM memories").fetchone()
         self.documents, self.total_length = (int(row[0]), int(row[1])) if row else (0, 0)
 

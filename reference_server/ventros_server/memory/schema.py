@@ -9,12 +9,8 @@ Design notes:
 * Memories carry a dense integer ``seq`` besides their UUID: it is the label of the vector in
   the in-memory index (vectors.py) and the key of keyword postings, and it only grows, so
   "vectors with seq > N" is how the index catches up after a crash.
-* Keyword postings are not stored (version 5): they are a pure function of the content
-  (folded words minus stop words, as 63-bit hashes: text.py), computed for every memory when
-  the store opens, in the same pass that computes the offline embedder's vectors, and kept in
-  memory (contact_index.py). A postings table of ~7 rows per memory was written in the same
-  transaction as the row before; it only ever restated the content, cost a bulk import ~8 %
-  of its time, and tokenisation changes would have left it stale.
+* Keyword postings store a 63-bit hash of each folded term (text.py), not the term itself:
+  integer columns insert and compare far faster than strings, and nothing needs the text back.
 * ``embedded`` says whether a memory has a vector (version 4). Its float32 bytes are in the
   ``embedding`` BLOB (row-aligned with the memory, so a commit has both, stored uncompressed
   since version 3: random-looking floats never compress, and trying cost a bulk import's
@@ -24,9 +20,9 @@ Design notes:
   of a bulk import (docs/memory.md, "Import").
 * JSON-ish values (metadata, tags, custom_fields, properties) are stored as JSON text.
 * Times are TIMESTAMP in UTC (naive in the database, made timezone-aware when read).
-* Document frequencies are not stored either: they are tallied from the postings when the
-  store opens and kept in memory (duckdb_store.CorpusStats), so a write only appends rows (no
-  hot counter rows to update).
+* Document frequencies are not stored: they are tallied from ``postings`` when the store opens
+  and kept in memory (duckdb_store.CorpusStats), so a write only appends rows (no hot counter
+  rows to update).
 """
 
 from __future__ import annotations
@@ -99,12 +95,6 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE memories ADD COLUMN embedded BOOLEAN DEFAULT false",
             "UPDATE memories SET embedded = embedding IS NOT NULL",
         ],
-    ),
-    (
-        5,
-        "keyword postings are derived from the contents when the store opens, not stored: the "
-        "postings table (~7 rows per memory) is dropped",
-        ["DROP TABLE postings"],
     ),
 ]
 
