@@ -302,12 +302,10 @@ class _Parsed:
 _embedders: dict[int, OfflineEmbedder] = {}
 
 
-def _parse_chunk(first_line: int, lines: list[str] | _Span, embed_dim: int | None) -> _Parsed:
+def _parse_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
     """Parse and validate a chunk (line numbers from ``first_line``); with ``embed_dim``, also
     embed its memories with the offline embedder of that dimension (in a worker process, this
     is the work taken off the process that writes)."""
-    if isinstance(lines, _Span):
-        lines = lines.lines()
     items: dict[str, list[Any]] = {}
     builder = MemoryBatchBuilder()
     errors: list[tuple[int, str]] = []
@@ -344,34 +342,11 @@ def _parse_chunk(first_line: int, lines: list[str] | _Span, embed_dim: int | Non
     return _Parsed(items, memories, errors, line_no, sum(map(len, lines)))
 
 
-@dataclass(frozen=True)
-class _Span:
-    """A chunk of a file's lines by position: what the worker process is sent instead of the
-    lines themselves. Pickling 20k lines (~5 MB) and writing them through the pool's pipe was
-    done by a thread of the importing process, which also read them as text first: ~0.3 s of
-    its CPU per 200k memories (py-spy), and it is the busier process. Reading a span back
-    costs ~10 ms per 20k lines where unpickling them cost ~8."""
-
-    path: str
-    offset: int
-    size: int
-
-    def lines(self) -> list[str]:
-        """The span's lines, split at "\n" as _spans counted them (a "\r" before it stays on the
-        line: JSON ignores it)."""
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            lines = handle.read(self.size).decode("utf-8").split("\n")
-        if lines[-1] == "":  # the span ends with a line break, not a line without one
-            lines.pop()
-        return lines
-
-
-def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int, list[str] | _Span]]:
-    """(number of the first line, lines) for each ``size`` lines of the source; for a file, its
-    lines as a _Span."""
+def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines) for each ``size`` lines of the source."""
     if isinstance(source, str | Path):
-        yield from _spans(os.path.abspath(source), size)
+        with open(source, encoding="utf-8") as handle:
+            yield from _chunks(handle, size)
         return
     lines = iter(source)
     first = 1
@@ -380,18 +355,7 @@ def _chunks(source: str | Path | Iterable[str], size: int) -> Iterator[tuple[int
         first += len(chunk)
 
 
-def _spans(path: str, size: int) -> Iterator[tuple[int, _Span]]:
-    """Each ``size`` lines of a file as (number of the first line, _Span). Lines end at "\n"
-    only (JSON Lines); they are counted in bytes, decoded by whoever parses them."""
-    with open(path, "rb") as handle:
-        first, offset = 1, 0
-        while lines := list(islice(handle, size)):
-            length = sum(map(len, lines))
-            yield first, _Span(path, offset, length)
-            first, offset = first + len(lines), offset + length
-
-
-def _worker_chunk(first_line: int, lines: list[str] | _Span, embed_dim: int | None) -> _Parsed:
+def _worker_chunk(first_line: int, lines: list[str], embed_dim: int | None) -> _Parsed:
     """_parse_chunk in the worker process, its vectors handed over in shared memory."""
     parsed = _parse_chunk(first_line, lines, embed_dim)
     _to_shared(parsed)
@@ -476,7 +440,7 @@ def _main_module_not_inherited() -> Iterator[None]:
 
 
 def _parsed_chunks(
-    chunks: Iterator[tuple[int, list[str] | _Span]], embed_dim: int | None, parallel: bool, depth: int = 2
+    chunks: Iterator[tuple[int, list[str]]], embed_dim: int | None, parallel: bool, depth: int = 2
 ) -> Iterator[_Parsed]:
     """The chunks parsed, in order. With ``parallel`` and more than one chunk, a worker process
     parses (and embeds) chunks, up to ``depth`` ahead of the writes, while this process writes
@@ -494,9 +458,9 @@ def _parsed_chunks(
         return
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         # File order; each entry is a chunk sent to the worker (a future) or parsed here.
-        ahead: deque[tuple[tuple[int, list[str] | _Span], Future[_Parsed] | None, _Parsed | None]] = deque()
+        ahead: deque[tuple[tuple[int, list[str]], Future[_Parsed] | None, _Parsed | None]] = deque()
 
-        def submit(chunk: tuple[int, list[str] | _Span]) -> None:
+        def submit(chunk: tuple[int, list[str]]) -> None:
             ahead.append((chunk, pool.submit(_worker_chunk, *chunk, embed_dim), None))
 
         try:
@@ -513,9 +477,9 @@ def _parsed_chunks(
 
 
 def _collect(
-    ahead: deque[tuple[tuple[int, list[str] | _Span], Future[_Parsed] | None, _Parsed | None]],
-    submit: Callable[[tuple[int, list[str] | _Span]], None],
-    chunks: Iterator[tuple[int, list[str] | _Span]],
+    ahead: deque[tuple[tuple[int, list[str]], Future[_Parsed] | None, _Parsed | None]],
+    submit: Callable[[tuple[int, list[str]]], None],
+    chunks: Iterator[tuple[int, list[str]]],
     embed_dim: int | None,
     depth: int,
 ) -> Iterator[_Parsed]:
