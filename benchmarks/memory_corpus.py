@@ -12,6 +12,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from ventros_server import demo_data as demo
 
@@ -129,3 +130,9 @@ def memory_records(
 def jsonl_lines(count: int, contacts: list[str], seed: int = 1, *, hot: int = 0) -> Iterator[str]:
     for record in memory_records(count, contacts, seed, hot=hot):
         yield json.dumps(record, ensure_ascii=False)
+
+
+def write_jsonl(path: str | Path, count: int, contacts: list[str], *, hot: int = 0) -> None:
+    """jsonl_lines(count, contacts, hot=hot) into a JSONL file: what the importer reads."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(line + "\n" for line in jsonl_lines(count, contacts, hot=hot))

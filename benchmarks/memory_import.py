@@ -43,15 +43,12 @@ sys.path.insert(0, str(ROOT))
 import ventros_server  # noqa: E402
 from ventros_server.memory import DuckDBStore, import_jsonl, make_embedder, open_store  # noqa: E402
 
-from benchmarks.memory_corpus import contact_ids, jsonl_lines  # noqa: E402
+from benchmarks.memory_corpus import contact_ids, write_jsonl  # noqa: E402
 from benchmarks.memory_search import lancedb_module  # noqa: E402
 
 
 def write_corpus(path: str, size: int) -> None:
-    contacts = contact_ids(max(size // 20, 1))
-    with open(path, "w", encoding="utf-8") as out:
-        for line in jsonl_lines(size, contacts):
-            out.write(line + "\n")
+    write_jsonl(path, size, contact_ids(max(size // 20, 1)))
 
 
 def ours(corpus: str, workdir: str, size: int) -> dict[str, float]:

@@ -45,7 +45,7 @@ import ventros  # noqa: E402
 from ventros import memory as pb  # noqa: E402
 from ventros_server.memory import import_jsonl, open_store  # noqa: E402
 
-from benchmarks.memory_corpus import contact_ids, jsonl_lines, owner, sentences  # noqa: E402
+from benchmarks.memory_corpus import contact_ids, owner, sentences, write_jsonl  # noqa: E402
 
 PEER_DIR = Path(tempfile.gettempdir()) / "ventros-bench-peers"
 QUERIES = [
@@ -105,12 +105,10 @@ def hot_count(size: int, hot: int) -> int:
 def fill(path: str, size: int, hot: int, *, wait_hnsw: bool) -> tuple[list[str], float]:
     contacts = contact_ids(max(size // 20, 2))
     # The corpus goes into a file first (not timed), as `ventros memory import` reads one: the
-    # import/s cell is then the importer's rate, not also the corpus generator's (1M: 36k/s
-    # from the generator, 57-59k/s from a file in benchmarks.memory_import, same day).
+    # import/s cell is then the importer's rate, not also the corpus generator's (1M, session
+    # 9: 36k/s with the generator timed, 55k/s from the file).
     corpus = f"{path}.jsonl"
-    with open(corpus, "w", encoding="utf-8") as out:
-        for line in jsonl_lines(size, contacts, hot=hot):
-            out.write(line + "\n")
+    write_jsonl(corpus, size, contacts, hot=hot)
     store = open_store(path)
     started = time.perf_counter()
     try:

@@ -230,10 +230,9 @@ async def reopened_rss(db: Path, key: str, warmup: float, concurrency: int) -> t
 
 def write_corpus(path: Path, memories: int) -> Path:
     """``memories`` CRM memories (benchmarks/memory_corpus.py, 20 per contact) as JSONL."""
-    from memory_corpus import contact_ids, jsonl_lines  # benchmarks/ is this script's folder
+    from memory_corpus import contact_ids, write_jsonl  # benchmarks/ is this script's folder
 
-    with path.open("w", encoding="utf-8") as out:
-        out.writelines(line + "\n" for line in jsonl_lines(memories, contact_ids(max(memories // 20, 1))))
+    write_jsonl(path, memories, contact_ids(max(memories // 20, 1)))
     return path
 
 
