@@ -161,11 +161,6 @@ class MemoryBatch:
             else None,
         )
 
-    def vector_text(self) -> np.ndarray:
-        """Each memory's vector as base64 text (None where not embedded): see base64_rows."""
-        assert self.vectors is not None
-        return base64_rows(self.vectors, self.embed)
-
 
 def base64_rows(vectors: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Each embedded memory's float32 row as base64 text (None for the others): what the store

@@ -638,7 +638,7 @@ class DuckDBStore:
         # they were ~90 % of the rows' bytes and the import's largest cost.
         embedding = "NULL"
         if not recomputable(self.embedder):
-            memory_rows["b64"], embedding = batch.vector_text(), "from_base64(b64)"
+            memory_rows["b64"], embedding = base64_rows(batch.vectors, batch.embed), "from_base64(b64)"
         with self._rows("new_memories", memory_rows) as (source, params):
             self._con.execute(
                 "INSERT INTO memories SELECT seq, id, contact_id, content, memory_type, metadata, created_at, "
